@@ -1,0 +1,156 @@
+"""The command line: parse arguments, call one function per command, map errors to exit codes.
+
+A ``CephtuneError`` (bad input) becomes one line on stderr and exit code 2; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trainables.errors import CephtuneError
+
+DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
+
+
+def _tool(name: str) -> str:
+    """The path of a console script installed beside this Python, else its bare name."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    from search import datasets, results, tracking, tuner
+    from search.storage import resolve_url
+    from search.study import load_study
+
+    study = load_study(args.study)
+    data_root = tuner.start(study, fresh=args.fresh, cpu_only=args.cpu)
+    found = results.best(results.load(study.name, study.storage))
+    baseline = datasets.mean_shape_baseline(data_root, study.dataset.annotator)
+    storage = resolve_url(study.storage)
+    print()
+    print(f"Study {study.name!r}: {study.num_samples} trials finished.")
+    print(
+        f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}"
+        + (" mm" if study.metric.endswith("_mm") else "")
+    )
+    print("  config: " + json.dumps(found["params"], sort_keys=True))
+    print(
+        f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm"
+        + (
+            f" -> best is {baseline / found['value']:.2f}x lower"
+            if study.metric == "mre_mm"
+            else ""
+        )
+    )
+    print("Look at it:")
+    print(
+        f"  optuna-dashboard: {_tool('optuna-dashboard')} {shlex.quote(storage)} "
+        "--host 127.0.0.1 --port 8080"
+    )
+    print(
+        f"  MLflow UI:        {_tool('mlflow')} ui --backend-store-uri "
+        f"{shlex.quote(tracking.tracking_uri())} --host 127.0.0.1 --port 5000"
+    )
+
+
+def cmd_best(args: argparse.Namespace) -> None:
+    from search import results
+
+    found = results.best(results.load(args.name, args.storage))
+    if args.json:
+        print(json.dumps(found, sort_keys=True))
+        return
+    print(f"study {found['study']}: best trial #{found['trial']} value {found['value']:.4f}")
+    for key, value in sorted(found["config"].items()):
+        print(f"  {key}: {value}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from search import results
+
+    info = results.status(results.load(args.name, args.storage))
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+        return
+    states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items()) or "none"
+    print(f"study {info['study']}: {info['trials']} trials ({states})")
+    if info["best"]:
+        print(f"best so far: trial #{info['best']['trial']} value {info['best']['value']:.4f}")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    import optuna_dashboard
+
+    from search.storage import open_storage
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: the dashboard is reachable from other machines on {args.host}",
+            file=sys.stderr,
+        )
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    optuna_dashboard.run_server(open_storage(args.storage), host=args.host, port=args.port)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> None:
+    from trainables.synth import SynthSpec, write_dataset
+
+    spec = SynthSpec(n=args.n, width=args.size[0], height=args.size[1], seed=args.seed)
+    out = write_dataset(spec, Path(args.out_dir))
+    print(f"wrote {spec.n} synthetic cephalograms ({spec.width}x{spec.height}) to {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cephtune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("start", help="run a study from its YAML file")
+    p.add_argument("study", type=Path)
+    p.add_argument("--fresh", action="store_true", help="delete an existing study of that name")
+    p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
+    p.set_defaults(func=cmd_start)
+
+    for name, func, text in (
+        ("best", cmd_best, "the best trial"),
+        ("status", cmd_status, "trial counts by state"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--storage", default=DEFAULT_STORAGE)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.set_defaults(func=cmd_dashboard)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data", required=True)
+    p = data.add_parser("synth", help="write a synthetic Aariz-layout dataset")
+    p.add_argument("out_dir")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(1935, 2400))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CephtuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,55 @@
+"""Reading a study back from the Optuna storage: counts by state and the best trial."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import optuna
+
+from search.storage import open_storage
+from trainables.errors import ConfigError
+
+
+def load(name: str, storage_url: str) -> optuna.Study:
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = ", ".join(sorted(s.study_name for s in storage.get_all_studies())) or "none"
+        raise ConfigError(f"study {name!r} not found in {storage_url} (studies: {known})") from None
+
+
+def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The trial's full trainable config: the study's constants plus the sampled params."""
+    return {**study.user_attrs.get("constants", {}), **trial.params}
+
+
+def best(study: optuna.Study) -> dict[str, Any]:
+    """The best finished trial as plain data."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise ConfigError(f"study {study.study_name!r} has no finished trial yet")
+    trial = study.best_trial
+    metric = study.user_attrs.get("metric", "value")
+    return {
+        "study": study.study_name,
+        "trial": trial.number,
+        metric: trial.value,
+        "value": trial.value,
+        "params": trial.params,
+        "config": trial_config(study, trial),
+    }
+
+
+def status(study: optuna.Study) -> dict[str, Any]:
+    """Trial counts by state and the best so far (None before the first finished trial)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    out: dict[str, Any] = {
+        "study": study.study_name,
+        "trials": len(trials),
+        "states": dict(sorted(counts.items())),
+    }
+    out["best"] = best(study) if counts.get("COMPLETE") else None
+    return out

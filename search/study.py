@@ -1,0 +1,173 @@
+"""Study files: YAML -> validated ``Study``. Relative paths resolve against the study file.
+
+Schema (``studies/*.yaml``)::
+
+    name: quickstart                  # letters, digits, - _ . ; names the Optuna study
+    dataset:
+      format: synthetic               # synthetic | aariz
+      n: 160                          # synthetic: image count (70/15/15 split)
+      size: [386, 480]                # synthetic: width height in pixels
+      seed: 0                         # synthetic: generator seed
+      # root: /data/Aariz             # aariz: the dataset folder
+      annotator: mean                 # senior | junior | mean
+    space: ../spaces/quickstart.yaml
+    metric: mre_mm
+    mode: min
+    num_samples: 8
+    max_epochs: 8
+    asha: {grace_period: 2, reduction_factor: 2}
+    resources: {cpu: 1, gpu: 0}       # per trial; gpu may be fractional
+    max_concurrent_trials: 2          # optional
+    seed: 0
+    storage: sqlite:///studies/optuna.db   # optional; relative sqlite paths: current directory
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from search.schema import Checker, load_mapping
+from search.space import Space, load_space
+from trainables.metrics import SDR_THRESHOLDS_MM, sdr_key
+
+DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
+METRICS = ("mre_mm", "mre_sd_mm", "train_loss", *(sdr_key(t) for t in SDR_THRESHOLDS_MM))
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STUDY_KEYS = (
+    "name",
+    "dataset",
+    "space",
+    "metric",
+    "mode",
+    "num_samples",
+    "max_epochs",
+    "asha",
+    "resources",
+    "max_concurrent_trials",
+    "seed",
+    "storage",
+)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    format: str
+    annotator: str = "mean"
+    root: str | None = None
+    n: int = 100
+    size: tuple[int, int] = (386, 480)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: what to search, on which data, with which budget."""
+
+    path: str
+    name: str
+    dataset: DatasetSpec
+    space: Space
+    metric: str
+    mode: str
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    cpu: float
+    gpu: float
+    max_concurrent_trials: int | None
+    seed: int
+    storage: str
+
+    def spec(self) -> dict[str, Any]:
+        """The resolved study as plain data (stored with the Optuna study)."""
+        out = asdict(self)
+        out["space"] = {
+            "path": self.space.path,
+            "fixed": self.space.fixed,
+            "params": [asdict(p) for p in self.space.params],
+        }
+        return out
+
+
+def check_name(name: Any, check: Checker) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise check.fail(
+            "name",
+            "must be 1-64 letters, digits, '-', '_' or '.', starting with a "
+            f"letter or digit (no path separators), got {name!r}",
+        )
+    return name
+
+
+def load_study(path: Path | str) -> Study:
+    """Load and validate a study file and the space it names."""
+    path = Path(path)
+    raw = load_mapping(path)
+    check = Checker(path)
+    check.keys(raw, STUDY_KEYS, required=("name", "dataset", "space", "num_samples", "max_epochs"))
+    name = check_name(raw["name"], check)
+    dataset = _dataset(check, raw["dataset"], path.parent)
+    space_file = Path(check.string(raw["space"], "space"))
+    space = load_space(space_file if space_file.is_absolute() else path.parent / space_file)
+    metric = check.string(raw.get("metric", "mre_mm"), "metric", METRICS)
+    mode = check.string(raw.get("mode", "min"), "mode", ("min", "max"))
+    num_samples = check.integer(raw["num_samples"], "num_samples", minimum=1)
+    max_epochs = check.integer(raw["max_epochs"], "max_epochs", minimum=1)
+    asha = check.mapping(raw.get("asha", {}), "asha")
+    check.keys(asha, ("grace_period", "reduction_factor"), prefix="asha.")
+    grace = check.integer(asha.get("grace_period", 1), "asha.grace_period", minimum=1)
+    if grace > max_epochs:
+        raise check.fail("asha.grace_period", f"must be <= max_epochs ({max_epochs}), got {grace}")
+    factor = check.integer(asha.get("reduction_factor", 2), "asha.reduction_factor", minimum=2)
+    resources = check.mapping(raw.get("resources", {}), "resources")
+    check.keys(resources, ("cpu", "gpu"), prefix="resources.")
+    cpu = check.number(resources.get("cpu", 1), "resources.cpu", positive=True)
+    gpu = check.number(resources.get("gpu", 0), "resources.gpu")
+    if gpu < 0:
+        raise check.fail("resources.gpu", f"must be >= 0, got {gpu}")
+    concurrent = raw.get("max_concurrent_trials")
+    if concurrent is not None:
+        concurrent = check.integer(concurrent, "max_concurrent_trials", minimum=1)
+    seed = check.integer(raw.get("seed", 0), "seed", minimum=0)
+    storage = check.string(raw.get("storage", DEFAULT_STORAGE), "storage")
+    return Study(
+        str(path),
+        name,
+        dataset,
+        space,
+        metric,
+        mode,
+        num_samples,
+        max_epochs,
+        grace,
+        factor,
+        cpu,
+        gpu,
+        concurrent,
+        seed,
+        storage,
+    )
+
+
+def _dataset(check: Checker, raw: Any, base: Path) -> DatasetSpec:
+    raw = check.mapping(raw, "dataset")
+    fmt = check.string(raw.get("format"), "dataset.format", ("synthetic", "aariz"))
+    annotator = check.string(
+        raw.get("annotator", "mean"), "dataset.annotator", ("senior", "junior", "mean")
+    )
+    if fmt == "aariz":
+        check.keys(raw, ("format", "annotator", "root"), prefix="dataset.", required=("root",))
+        root = Path(check.string(raw["root"], "dataset.root"))
+        return DatasetSpec(fmt, annotator, root=str(root if root.is_absolute() else base / root))
+    check.keys(raw, ("format", "annotator", "n", "size", "seed"), prefix="dataset.")
+    n = check.integer(raw.get("n", 100), "dataset.n", minimum=3)
+    size = raw.get("size", [386, 480])
+    if not (isinstance(size, list) and len(size) == 2):
+        raise check.fail("dataset.size", f"must be [width, height], got {size!r}")
+    w, h = (check.integer(v, "dataset.size", minimum=32) for v in size)
+    seed = check.integer(raw.get("seed", 0), "dataset.seed", minimum=0)
+    return DatasetSpec(fmt, annotator, n=n, size=(w, h), seed=seed)

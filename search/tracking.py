@@ -1,0 +1,60 @@
+"""MLflow: the tracking store, one experiment per study, one run per trial (driver-side only).
+
+Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``;
+``MLFLOW_TRACKING_URI`` overrides it. The file store is never used (MLflow refuses it now).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from search.storage import resolve_url
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return resolve_url(uri) if uri else resolve_url("sqlite:///mlruns/mlflow.db")
+
+
+def artifact_root() -> Path:
+    return Path.cwd() / "mlruns" / "artifacts"
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of the study's experiment, created with artifacts under ``mlruns/`` if new."""
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (artifact_root() / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def delete_runs(name: str) -> int:
+    """Delete every run of the study's experiment (``start --fresh``); returns the count."""
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return 0
+    runs = client.search_runs([found.experiment_id], max_results=50000)
+    for run in runs:
+        client.delete_run(run.info.run_id)
+    return len(runs)
+
+
+def trial_logger(name: str) -> MLflowLoggerCallback:
+    """Ray callback: one MLflow run per trial, params = config, metrics per epoch."""
+    ensure_experiment(name)
+    mlflow.set_tracking_uri(tracking_uri())
+    return MLflowLoggerCallback(
+        tracking_uri=tracking_uri(), experiment_name=name, tags={"cephtune.study": name}
+    )

@@ -1,0 +1,71 @@
+"""Shared fixtures: one local Ray for the session, a scratch project folder per test."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cephtune-cache")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, cache_dir) -> Path:
+    """A scratch project folder as the current directory: studies/ and mlruns/ land here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CEPHTUNE_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+TINY_SPACE = """\
+params:
+  lr: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}
+  loss: {type: categorical, choices: [adaptive_wing, heatmap]}
+fixed:
+  backbone: hrnet_w18_small
+  image_size: 64
+  batch_size: 4
+  warmup_epochs: 0
+"""
+
+TINY_STUDY = """\
+name: {name}
+dataset: {{format: synthetic, n: 12, size: [80, 100], seed: 3}}
+space: space.yaml
+num_samples: {num_samples}
+max_epochs: {max_epochs}
+asha: {{grace_period: {grace}, reduction_factor: 2}}
+resources: {{cpu: 1}}
+max_concurrent_trials: 2
+seed: 0
+"""
+
+
+def tiny_study(
+    root: Path, name: str = "tiny", num_samples: int = 4, max_epochs: int = 2, grace: int = 2
+) -> Path:
+    write(root / "space.yaml", TINY_SPACE)
+    return write(
+        root / "study.yaml",
+        TINY_STUDY.format(name=name, num_samples=num_samples, max_epochs=max_epochs, grace=grace),
+    )

@@ -1,0 +1,72 @@
+"""End to end through the CLI with real Ray, Optuna and MLflow on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from conftest import tiny_study
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, capsys):
+    study_file = tiny_study(project, name="e2e", num_samples=4, max_epochs=2, grace=2)
+
+    assert main(["start", str(study_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "Best trial #" in printed and "Mean-shape baseline" in printed
+    assert "optuna-dashboard" in printed and "ui --backend-store-uri" in printed
+
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 4 == len(study.trials)
+    assert all(t.value is not None and t.value > 0 for t in trials)
+    assert {"lr", "loss"} <= set(trials[0].params)
+
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment.artifact_location.startswith((project / "mlruns").as_uri())
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 4
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "mre_mm")
+        assert [m.step for m in history] == [1, 2]
+        assert run.data.params["image_size"] == "64"
+        assert "lr" in run.data.params and "loss" in run.data.params
+
+    assert main(["best", "e2e", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["study"] == "e2e"
+    assert best["trial"] == study.best_trial.number
+    assert best["mre_mm"] == pytest.approx(study.best_value)
+    assert best["config"]["lr"] == study.best_trial.params["lr"]
+    assert best["config"]["backbone"] == "hrnet_w18_small"
+
+    assert main(["status", "e2e", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["states"] == {"COMPLETE": 4}
+    assert status["best"]["trial"] == best["trial"]
+
+
+def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys):
+    study_file = tiny_study(project, name="again", num_samples=2, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--fresh" in err and "\n" not in err
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
+
+    assert main(["start", str(study_file), "--fresh"]) == 0
+    assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("again")
+    assert len(client.search_runs([experiment.experiment_id])) == 2

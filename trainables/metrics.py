@@ -1,0 +1,32 @@
+"""Radial error, MRE and SDR in millimetres (FORMATS.md definitions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SDR_THRESHOLDS_MM = (2.0, 2.5, 3.0, 4.0)
+
+
+def sdr_key(threshold: float) -> str:
+    return "sdr_" + f"{threshold:g}".replace(".", "_") + "mm"
+
+
+def radial_errors(pred_px: np.ndarray, true_px: np.ndarray, pixel_size: np.ndarray) -> np.ndarray:
+    """(N, K) errors in mm from (N, K, 2) original-image pixels and (N,) mm per pixel.
+
+    A landmark missing from the annotation (NaN) stays NaN: it is excluded, never scored.
+    """
+    dist = np.linalg.norm(np.asarray(pred_px, float) - np.asarray(true_px, float), axis=-1)
+    return dist * np.asarray(pixel_size, float)[:, None]
+
+
+def summarize(errors_mm: np.ndarray) -> dict[str, float]:
+    """MRE, its SD, SDR at 2/2.5/3/4 mm and the count of excluded (missing) landmarks."""
+    valid = errors_mm[np.isfinite(errors_mm)]
+    if valid.size == 0:
+        raise ValueError("no annotated landmark to score")
+    out = {"mre_mm": float(valid.mean()), "mre_sd_mm": float(valid.std())}
+    for t in SDR_THRESHOLDS_MM:
+        out[sdr_key(t)] = float((valid <= t).mean())
+    out["missing_landmarks"] = int(errors_mm.size - valid.size)
+    return out
