@@ -13,9 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from search.study import DEFAULT_STORAGE
 from trainables.errors import CephtuneError
-
-DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 
 
 def _tool(name: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mlflow
 from mlflow.tracking import MlflowClient
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
@@ -54,7 +53,6 @@ def delete_runs(name: str) -> int:
 def trial_logger(name: str) -> MLflowLoggerCallback:
     """Ray callback: one MLflow run per trial, params = config, metrics per epoch."""
     ensure_experiment(name)
-    mlflow.set_tracking_uri(tracking_uri())
     return MLflowLoggerCallback(
         tracking_uri=tracking_uri(), experiment_name=name, tags={"cephtune.study": name}
     )

@@ -35,11 +35,9 @@ class Suggest:
         return {**self.space.suggest(trial), **self.constants}
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray() -> None:
     if not ray.is_initialized():
-        ray.init(
-            address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True
-        )
+        ray.init(include_dashboard=False, logging_level="WARNING")
 
 
 def check_resources(study: Study, cpu_only: bool) -> float:
