@@ -31,7 +31,9 @@ def cmd_start(args: argparse.Namespace) -> None:
     study = load_study(args.study)
     data_root = tuner.start(study, fresh=args.fresh, cpu_only=args.cpu)
     found = results.best(results.load(study.name, study.storage))
-    baseline = datasets.mean_shape_baseline(data_root, study.dataset.annotator)
+    baseline = datasets.mean_shape_baseline(
+        data_root, study.dataset.annotator, study.dataset.loader_format
+    )
     storage = resolve_url(study.storage)
     print()
     print(f"Study {study.name!r}: {study.num_samples} trials finished.")
@@ -98,6 +100,16 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     optuna_dashboard.run_server(open_storage(args.storage), host=args.host, port=args.port)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from search.standalone import train
+
+    out = args.out or Path("runs") / args.config.stem
+    result = train(args.config, out, args.resume, args.experiment)
+    best = result["best"]
+    print(f"best valid MRE {best['mre_mm']:.3f} mm (epoch {best.get('epoch', '?')})")
+    print(f"checkpoints: {out}/best.pt, {out}/last.pt; MLflow run {result['run_id']}")
+
+
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from trainables.synth import SynthSpec, write_dataset
 
@@ -125,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
         p.add_argument("--storage", default=DEFAULT_STORAGE)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("train", help="train one configuration without Ray")
+    p.add_argument("config", type=Path, help="trainable config YAML (e.g. a promoted best.yaml)")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default runs/CONFIG_NAME)")
+    p.add_argument("--resume", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--experiment", default="train", help="MLflow experiment")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage")
     p.add_argument("--host", default="127.0.0.1")

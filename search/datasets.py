@@ -1,4 +1,4 @@
-"""Where a study's data comes from: a local Aariz folder or the synthetic cache.
+"""Where a study's data comes from: a local Aariz or ISBI folder, or the synthetic cache.
 
 Synthetic datasets are generated once per (n, size, seed, generator version) under the cache
 directory (``$CEPHTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cephtune``, else ``~/.cache/cephtune``)
@@ -7,23 +7,16 @@ and reused by every study and trial on the machine.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from search.study import DatasetSpec
+from trainables.cache import resolve_cache_dir
 from trainables.data import load_split
 from trainables.errors import ConfigError
 from trainables.metrics import radial_errors, summarize
 from trainables.synth import SynthSpec, write_dataset
-
-
-def cache_dir() -> Path:
-    if os.environ.get("CEPHTUNE_CACHE_DIR"):
-        return Path(os.environ["CEPHTUNE_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "cephtune"
 
 
 def prepare(spec: DatasetSpec) -> Path:
@@ -32,15 +25,15 @@ def prepare(spec: DatasetSpec) -> Path:
     The train and valid splits are indexed here, in the driver, so a broken dataset fails the
     study before anything is recorded.
     """
-    if spec.format == "aariz":
+    if spec.format != "synthetic":
         root = Path(spec.root)
     else:
         synth = SynthSpec(n=spec.n, width=spec.size[0], height=spec.size[1], seed=spec.seed)
-        root = cache_dir() / "synthetic" / synth.key()
+        root = resolve_cache_dir() / "synthetic" / synth.key()
         if not root.is_dir():
             _generate(synth, root)
     for split in ("train", "valid"):
-        load_split(root, split, spec.annotator)
+        load_split(root, split, spec.annotator, spec.loader_format)
     return root.resolve()
 
 
@@ -53,10 +46,10 @@ def _generate(synth: SynthSpec, root: Path) -> None:
             raise
 
 
-def mean_shape_baseline(root: Path, annotator: str) -> float:
+def mean_shape_baseline(root: Path, annotator: str, fmt: str = "aariz") -> float:
     """Valid-split MRE (mm) of predicting every landmark at its train-set mean position."""
-    train = load_split(root, "train", annotator)
-    valid = load_split(root, "valid", annotator)
+    train = load_split(root, "train", annotator, fmt)
+    valid = load_split(root, "valid", annotator, fmt)
     mean = np.nanmean(np.stack([r.landmarks for r in train]), axis=0)
     truth = np.stack([r.landmarks for r in valid])
     sizes = np.array([r.pixel_size for r in valid])

@@ -22,7 +22,9 @@ from search.schema import Checker, load_mapping
 from trainables.config import TrainConfig, coerce, field_type
 
 # Keys the study sets for every trial: a space may neither search nor fix them.
-STUDY_KEYS = frozenset({"data_dir", "annotator", "epochs", "num_threads", "seed"})
+STUDY_KEYS = frozenset(
+    {"data_dir", "dataset_format", "cache_dir", "annotator", "epochs", "num_threads", "seed"}
+)
 PARAM_KEYS = {
     "float": ("type", "low", "high", "log", "step"),
     "int": ("type", "low", "high", "log", "step"),

@@ -4,11 +4,11 @@ Schema (``studies/*.yaml``)::
 
     name: quickstart                  # letters, digits, - _ . ; names the Optuna study
     dataset:
-      format: synthetic               # synthetic | aariz
+      format: synthetic               # synthetic | aariz | isbi
       n: 160                          # synthetic: image count (70/15/15 split)
       size: [386, 480]                # synthetic: width height in pixels
       seed: 0                         # synthetic: generator seed
-      # root: /data/Aariz             # aariz: the dataset folder
+      # root: /data/Aariz             # aariz, isbi: the dataset folder
       annotator: mean                 # senior | junior | mean
     space: ../spaces/quickstart.yaml
     metric: mre_mm
@@ -31,6 +31,7 @@ from typing import Any
 
 from search.schema import Checker, load_mapping
 from search.space import Space, load_space
+from trainables.data import FORMATS
 from trainables.metrics import SDR_THRESHOLDS_MM, sdr_key
 
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
@@ -60,6 +61,11 @@ class DatasetSpec:
     n: int = 100
     size: tuple[int, int] = (386, 480)
     seed: int = 0
+
+    @property
+    def loader_format(self) -> str:
+        """The reader of the files: synthetic data is written in the Aariz layout."""
+        return "aariz" if self.format == "synthetic" else self.format
 
 
 @dataclass(frozen=True)
@@ -155,11 +161,11 @@ def load_study(path: Path | str) -> Study:
 
 def _dataset(check: Checker, raw: Any, base: Path) -> DatasetSpec:
     raw = check.mapping(raw, "dataset")
-    fmt = check.string(raw.get("format"), "dataset.format", ("synthetic", "aariz"))
+    fmt = check.string(raw.get("format"), "dataset.format", ("synthetic", *FORMATS))
     annotator = check.string(
         raw.get("annotator", "mean"), "dataset.annotator", ("senior", "junior", "mean")
     )
-    if fmt == "aariz":
+    if fmt != "synthetic":
         check.keys(raw, ("format", "annotator", "root"), prefix="dataset.", required=("root",))
         root = Path(check.string(raw["root"], "dataset.root"))
         return DatasetSpec(fmt, annotator, root=str(root if root.is_absolute() else base / root))

@@ -7,8 +7,10 @@ Default store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under ``mlrun
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
@@ -56,3 +58,30 @@ def trial_logger(name: str) -> MLflowLoggerCallback:
     return MLflowLoggerCallback(
         tracking_uri=tracking_uri(), experiment_name=name, tags={"cephtune.study": name}
     )
+
+
+def start_run(experiment: str, name: str, params: dict, tags: dict[str, str]) -> str:
+    """A run for one standalone training; returns its id. Params are logged at once."""
+    client = MlflowClient(tracking_uri())
+    run = client.create_run(ensure_experiment(experiment), run_name=name, tags=tags)
+    client.log_batch(
+        run.info.run_id,
+        params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())],
+    )
+    return run.info.run_id
+
+
+def log_metrics(run_id: str, metrics: dict, step: int) -> None:
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    stamp = int(time.time() * 1000)
+    MlflowClient(tracking_uri()).log_batch(
+        run_id, metrics=[Metric(k, v, stamp, step) for k, v in sorted(numeric.items())]
+    )
+
+
+def log_artifact(run_id: str, path: Path) -> None:
+    MlflowClient(tracking_uri()).log_artifact(run_id, str(path))
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    MlflowClient(tracking_uri()).set_terminated(run_id, status)

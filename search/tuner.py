@@ -20,6 +20,7 @@ from search import datasets, tracking
 from search.space import Space
 from search.storage import experiment_dir, open_storage, resolve_url, study_exists
 from search.study import Study
+from trainables.cache import resolve_cache_dir
 from trainables.errors import ConfigError
 from trainables.train import trainable
 
@@ -71,6 +72,8 @@ def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
     constants = {
         **study.space.fixed,
         "data_dir": str(data_root),
+        "dataset_format": study.dataset.loader_format,
+        "cache_dir": str(resolve_cache_dir()),
         "annotator": study.dataset.annotator,
         "epochs": study.max_epochs,
         "seed": study.seed,
@@ -112,6 +115,7 @@ def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
             name="ray",
             storage_path=str(experiment_dir(study.name).parent),
             callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=1,
         ),
     )

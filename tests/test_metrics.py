@@ -35,3 +35,12 @@ def test_missing_landmark_is_excluded_not_scored_as_origin():
     out = summarize(radial_errors(pred, true, np.array([1.0])))
     assert out["mre_mm"] == pytest.approx(1.0)
     assert out["missing_landmarks"] == 1
+
+
+def test_per_landmark_table_skips_unannotated_images():
+    from trainables.metrics import per_landmark
+
+    errors = np.array([[1.0, 3.0], [3.0, math.nan]])
+    table = per_landmark(errors, ("A", "B"))
+    assert table["A"] == {"mre_mm": 2.0, "sd_mm": 1.0, "sdr_2mm": 0.5, "n": 2}
+    assert table["B"]["n"] == 1 and table["B"]["mre_mm"] == 3.0

@@ -14,11 +14,26 @@ from trainables.errors import ConfigError
 class TrainConfig:
     """One trial's resolved settings. Defaults follow the guides' "balanced" configuration."""
 
+    # data
     data_dir: str = ""
-    annotator: str = "mean"
-    model: str = "hrnet"
-    backbone: str = "hrnet_w18_small_v2"
+    dataset_format: str = "aariz"  # aariz | isbi (synthetic data is written in the Aariz layout)
+    annotator: str = "mean"  # senior | junior | mean
+    cache_dir: str | None = None  # shared preprocessing cache; None = the user cache dir
+    num_workers: int = 0  # DataLoader worker processes
+    augment: bool = True  # train split only
+    aug_rotation_deg: float = 5.0
+    aug_scale: float = 0.05  # +- relative scale
+    aug_translate: float = 0.03  # +- fraction of the image size
+    aug_brightness: float = 0.1
+    aug_contrast: float = 0.1
+    aug_gamma: float = 0.1
+    # model
+    model: str = "hrnet"  # hrnet | resnet | unet | hourglass
+    backbone: str | None = None  # model-specific variant; None = the model's default
+    hourglass_stacks: int = 2
     pretrained: bool = False
+    pretrained_file: str | None = None  # local ImageNet weights for the backbone
+    # loss
     loss: str = "adaptive_wing"
     aw_omega: float = 14.0
     aw_theta: float = 0.5
@@ -26,14 +41,19 @@ class TrainConfig:
     aw_alpha: float = 2.1
     aw_weight: float = 10.0
     aw_weight_map: bool = True
+    sigma: float | None = None  # heatmap pixels; None = the guides' adaptive sigma
+    # optimisation
     lr: float = 5e-4
     weight_decay: float = 1e-4
     batch_size: int = 12
     epochs: int = 100
     warmup_epochs: int = 5
+    t0_epochs: int = 10  # cosine warm restarts: first cycle length
+    t_mult: int = 2  # cycle length multiplier
     eta_min: float = 1e-6
     image_size: int = 256
-    sigma: float | None = None  # heatmap pixels; None = the guides' adaptive sigma
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    checkpoint_every: int = 1  # epochs between checkpoints, and the last (0 = never)
     num_threads: int = 1
     seed: int = 0
 
@@ -58,30 +78,39 @@ class TrainConfig:
         return cfg
 
     def validate(self, where: str = "config") -> None:
-        positive = {
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "image_size": self.image_size,
-            "num_threads": self.num_threads,
-            "aw_epsilon": self.aw_epsilon,
-            "aw_theta": self.aw_theta,
-        }
-        for key, value in positive.items():
+        """Range rules; names of models, losses and formats are checked by their registries."""
+        positive = (
+            "lr", "batch_size", "epochs", "image_size", "num_threads", "aw_epsilon", "aw_theta",
+            "t0_epochs", "t_mult", "hourglass_stacks",
+        )  # fmt: skip
+        for key in positive:
+            value = getattr(self, key)
             if not value > 0:
                 raise ConfigError(f"{where}: {key} must be > 0, got {value}")
+        non_negative = (
+            "warmup_epochs", "eta_min", "weight_decay", "num_workers", "checkpoint_every",
+            "aug_rotation_deg", "aug_scale", "aug_translate", "aug_brightness", "aug_contrast",
+            "aug_gamma",
+        )  # fmt: skip
+        for key in non_negative:
+            value = getattr(self, key)
+            if value < 0:
+                raise ConfigError(f"{where}: {key} must be >= 0, got {value}")
         if self.sigma is not None and not self.sigma > 0:
             raise ConfigError(f"{where}: sigma must be > 0, got {self.sigma}")
-        if self.warmup_epochs < 0 or self.eta_min < 0 or self.weight_decay < 0:
-            raise ConfigError(f"{where}: warmup_epochs, eta_min and weight_decay must be >= 0")
         if self.image_size % 32:
             raise ConfigError(
                 f"{where}: image_size must be a multiple of 32, got {self.image_size}"
             )
-        if self.annotator not in ("senior", "junior", "mean"):
-            raise ConfigError(
-                f"{where}: annotator must be senior, junior or mean, got {self.annotator!r}"
-            )
+        choices = {
+            "annotator": ("senior", "junior", "mean"),
+            "precision": ("auto", "fp32", "fp16", "bf16"),
+        }
+        for key, allowed in choices.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                options = ", ".join(allowed)
+                raise ConfigError(f"{where}: {key} must be one of {options}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -39,3 +39,32 @@ AARIZ_TITLES: dict[str, str] = {
     "Pog`": "Soft Tissue Pogonion",
     "Sn": "Subnasale",
 }
+
+# ISBI 2015 landmarks in annotation-file order (line 1-19). Symbols follow Aariz where the
+# definition is the same point, so the two sets can be compared by name.
+ISBI_SYMBOLS: tuple[str, ...] = (
+    "S", "N", "Or", "Po", "A", "B", "Pog", "Me", "Gn", "Go",
+    "LIT", "UIT", "Ls", "Li", "Sn", "Pog`", "PNS", "ANS", "Ar",
+)  # fmt: skip
+
+ISBI_TITLES: dict[str, str] = {
+    "S": "Sella",
+    "N": "Nasion",
+    "Or": "Orbitale",
+    "Po": "Porion",
+    "A": "Subspinale (A-point)",
+    "B": "Supramentale (B-point)",
+    "Pog": "Pogonion",
+    "Me": "Menton",
+    "Gn": "Gnathion",
+    "Go": "Gonion",
+    "LIT": "Lower incisal incision",
+    "UIT": "Upper incisal incision",
+    "Ls": "Upper lip",
+    "Li": "Lower lip",
+    "Sn": "Subnasale",
+    "Pog`": "Soft tissue pogonion",
+    "PNS": "Posterior nasal spine",
+    "ANS": "Anterior nasal spine",
+    "Ar": "Articulare",
+}

@@ -30,3 +30,16 @@ def summarize(errors_mm: np.ndarray) -> dict[str, float]:
         out[sdr_key(t)] = float((valid <= t).mean())
     out["missing_landmarks"] = int(errors_mm.size - valid.size)
     return out
+
+
+def per_landmark(errors_mm: np.ndarray, symbols: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """MRE, SD and SDR@2mm of each landmark over the images where it is annotated."""
+    out = {}
+    for k, symbol in enumerate(symbols):
+        column = errors_mm[:, k]
+        column = column[np.isfinite(column)]
+        if column.size == 0:
+            continue
+        out[symbol] = {"mre_mm": float(column.mean()), "sd_mm": float(column.std()),
+                       "sdr_2mm": float((column <= 2.0).mean()), "n": int(column.size)}  # fmt: skip
+    return out

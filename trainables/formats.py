@@ -1,0 +1,100 @@
+"""What a dataset reader provides, and the records every reader produces.
+
+A reader (``trainables.aariz``, ``trainables.isbi``) only knows its folder layout and file
+formats; ``trainables.data`` turns its pieces into records and ``trainables.check`` inspects the
+same pieces without stopping at the first problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainables.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ANNOTATORS = ("senior", "junior")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One annotated image: landmarks (K, 2) in original pixels (NaN = missing), mm per pixel."""
+
+    ceph_id: str
+    image: Path
+    landmarks: np.ndarray
+    pixel_size: float
+
+
+@dataclass(frozen=True)
+class SplitIndex:
+    """The images of one split, sorted by id, and where each annotator's files live."""
+
+    images: list[tuple[str, Path]]
+    annotation_dirs: dict[str, Path]  # annotator -> folder; the folder may not exist
+
+    def annotation_dir(self, annotator: str) -> Path:
+        folder = self.annotation_dirs[annotator]
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder missing")
+        return folder
+
+
+Landmarks = dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset layout: its landmark symbols and the readers for its files."""
+
+    name: str
+    symbols: tuple[str, ...]
+    annotation_suffix: str
+    pixel_size_source: str  # named in errors about a missing pixel size
+    index: Callable[[Path, str], SplitIndex]
+    read_annotation: Callable[[Path], Landmarks]  # symbol -> (x, y); raises DataError
+    pixel_sizes: Callable[[Path, Sequence[str]], dict[str, float]]  # may lack some ids
+
+    def annotation_file(self, folder: Path, ceph_id: str) -> Path:
+        return folder / f"{ceph_id}{self.annotation_suffix}"
+
+    def to_array(self, marks: Mapping[str, tuple[float, float]], path: Path) -> np.ndarray:
+        """(K, 2) coordinates in symbol order; absent symbols are NaN, unknown ones an error."""
+        unknown = sorted(set(marks) - set(self.symbols))
+        if unknown:
+            raise DataError(f"{path}: unknown landmark symbol {unknown[0]!r}")
+        return np.array([marks.get(s, (math.nan, math.nan)) for s in self.symbols], dtype=float)
+
+
+def find_dir(parent: Path, name: str) -> Path:
+    """``parent/name`` matched case-insensitively; the exact path when nothing matches."""
+    exact = parent / name
+    if exact.is_dir() or not parent.is_dir():
+        return exact
+    for p in sorted(parent.iterdir()):
+        if p.is_dir() and p.name.lower() == name.lower():
+            return p
+    return exact
+
+
+def require_dir(parent: Path, name: str) -> Path:
+    """Like ``find_dir`` but a missing folder is a ``DataError``."""
+    folder = find_dir(parent, name)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder missing")
+    return folder
+
+
+def list_images(folder: Path) -> list[tuple[str, Path]]:
+    """(id, path) of every image in ``folder`` sorted by id; none is a ``DataError``."""
+    images = sorted(
+        (p.stem, p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not images:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return images

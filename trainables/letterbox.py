@@ -1,0 +1,58 @@
+"""Aspect-preserving letterbox of a greyscale image into the square network input.
+
+Coordinates use the pixel-centre convention: pixel ``i`` covers ``[i - 0.5, i + 0.5)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from trainables.errors import DataError
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Aspect-preserving resize into a square, padded centred. Maps points both ways."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> Letterbox:
+        s = size / max(width, height)
+        new_w, new_h = max(1, round(width * s)), max(1, round(height * s))
+        return cls(new_w / width, new_h / height, (size - new_w) // 2, (size - new_h) // 2)
+
+    def forward(self, xy: np.ndarray) -> np.ndarray:
+        out = np.array(xy, dtype=np.float64)
+        out[..., 0] = (out[..., 0] + 0.5) * self.scale_x - 0.5 + self.pad_x
+        out[..., 1] = (out[..., 1] + 0.5) * self.scale_y - 0.5 + self.pad_y
+        return out
+
+    def inverse(self, xy: np.ndarray) -> np.ndarray:
+        out = np.array(xy, dtype=np.float64)
+        out[..., 0] = (out[..., 0] - self.pad_x + 0.5) / self.scale_x - 0.5
+        out[..., 1] = (out[..., 1] - self.pad_y + 0.5) / self.scale_y - 0.5
+        return out
+
+
+def load_image(path: Path, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Decode to greyscale and letterbox into ``size`` x ``size`` uint8."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            box = Letterbox.fit(im.width, im.height, size)
+            new_w = round(im.width * box.scale_x)
+            new_h = round(im.height * box.scale_y)
+            small = im.resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable image ({e})") from None
+    canvas = np.zeros((size, size), dtype=np.uint8)
+    canvas[box.pad_y : box.pad_y + new_h, box.pad_x : box.pad_x + new_w] = np.asarray(small)
+    return canvas, box

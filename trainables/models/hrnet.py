@@ -1,0 +1,51 @@
+"""HRNet: timm's four high-resolution branches + the HRNetV2 landmark head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.models.common import init_weights, timm_encoder
+
+VARIANTS = ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w32", "hrnet_w48")
+DEFAULT = "hrnet_w18"
+
+
+class HRNetLandmarks(nn.Module):
+    """Upsample all branches to stride 4, concat, 1x1 conv + BN + ReLU, 1x1 conv to K maps."""
+
+    stride = 4
+
+    def __init__(self, encoder: nn.Module, num_landmarks: int) -> None:
+        super().__init__()
+        self.backbone = encoder
+        channels = sum(encoder.feature_info.channels())
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, num_landmarks, kernel_size=1),
+        )
+        init_weights(self.head, self.head[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone(x)
+        size = feats[0].shape[-2:]
+        up = [feats[0]] + [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]
+        ]
+        return self.head(torch.cat(up, dim=1))
+
+
+def build(cfg: Any, num_landmarks: int) -> HRNetLandmarks:
+    """``cfg.backbone`` in ``VARIANTS`` (None = hrnet_w18)."""
+    name = DEFAULT if cfg.backbone is None else cfg.backbone
+    # feature_location="" gives the raw branches (the default "incre" gives classifier
+    # features); index 0 is the stride-2 stem, so 1..4 are the strides 4, 8, 16, 32.
+    encoder = timm_encoder(
+        "hrnet", name, cfg, VARIANTS, feature_location="", out_indices=(1, 2, 3, 4)
+    )
+    return HRNetLandmarks(encoder, num_landmarks)

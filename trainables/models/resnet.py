@@ -1,0 +1,46 @@
+"""ResNet + SimpleBaseline (Xiao et al., 2018): three deconvolutions from stride 32 to 4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.models.common import init_weights, timm_encoder
+
+VARIANTS = ("resnet18", "resnet34", "resnet50")
+DEFAULT = "resnet50"
+
+
+class SimpleBaseline(nn.Module):
+    """Stride-32 encoder feature, 3 x [4x4 deconv stride 2, BN, ReLU], 1x1 conv to K maps."""
+
+    stride = 4
+
+    def __init__(self, encoder: nn.Module, num_landmarks: int, channels: int = 256) -> None:
+        super().__init__()
+        self.backbone = encoder
+        layers: list[nn.Module] = []
+        cin = encoder.feature_info.channels()[-1]
+        for _ in range(3):
+            layers += [
+                nn.ConvTranspose2d(cin, channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+            cin = channels
+        layers.append(nn.Conv2d(channels, num_landmarks, kernel_size=1))
+        self.head = nn.Sequential(*layers)
+        init_weights(self.head, self.head[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)[-1])
+
+
+def build(cfg: Any, num_landmarks: int) -> SimpleBaseline:
+    """``cfg.backbone`` in ``VARIANTS`` (None = resnet50)."""
+    name = DEFAULT if cfg.backbone is None else cfg.backbone
+    # Index 4 of a timm ResNet is the output of layer4, stride 32.
+    encoder = timm_encoder("resnet", name, cfg, VARIANTS, out_indices=(4,))
+    return SimpleBaseline(encoder, num_landmarks)
