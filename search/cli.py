@@ -110,6 +110,35 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"checkpoints: {out}/best.pt, {out}/last.pt; MLflow run {result['run_id']}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from trainables.evaluate import score_predictions
+
+    scores = score_predictions(args.pred, args.dataset, args.split, args.annotator, args.format)
+    if args.json:
+        print(json.dumps(scores, sort_keys=True))
+        return
+    print(f"{scores['images']} images of {args.split}: MRE {scores['mre_mm']:.3f} "
+          f"± {scores['mre_sd_mm']:.3f} mm")  # fmt: skip
+    print("SDR " + "  ".join(f"{k[4:].replace('_', '.')}: {v:.1%}" for k, v in scores.items()
+                             if k.startswith("sdr_")))  # fmt: skip
+    print(f"{'landmark':>9} {'MRE mm':>8} {'SD mm':>7} {'SDR2mm':>7}")
+    for symbol, row in scores["per_landmark"].items():
+        print(f"{symbol:>9} {row['mre_mm']:8.3f} {row['sd_mm']:7.3f} {row['sdr_2mm']:7.1%}")
+    if scores["missing_landmarks"]:
+        print(f"{scores['missing_landmarks']} landmarks without ground truth were not scored")
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from trainables.check import check_dataset
+
+    report = check_dataset(args.dataset, args.format)
+    if args.json:
+        print(json.dumps(report.to_dict(), sort_keys=True))
+    else:
+        print("\n".join(report.summary_lines()))
+    return 0 if report.ok else 1
+
+
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from trainables.synth import SynthSpec, write_dataset
 
@@ -151,7 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.set_defaults(func=cmd_dashboard)
 
+    p = sub.add_parser("evaluate", help="score a folder of landmark JSON predictions")
+    p.add_argument("--pred", type=Path, required=True, help="folder of <ceph_id>.json")
+    p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--format", default="aariz", help="dataset format: aariz | isbi")
+    p.add_argument("--annotator", default="mean", choices=("senior", "junior", "mean"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data", required=True)
+    p = data.add_parser("check", help="validate a dataset; exit 1 when it has errors")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--format", default="aariz", help="dataset format: aariz | isbi")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_check)
     p = data.add_parser("synth", help="write a synthetic Aariz-layout dataset")
     p.add_argument("out_dir")
     p.add_argument("--n", type=int, default=100)
@@ -164,11 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except CephtuneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0

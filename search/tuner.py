@@ -36,6 +36,11 @@ class Suggest:
         return {**self.space.suggest(trial), **self.constants}
 
 
+def trial_dirname(trial) -> str:
+    """Short trial folders: Ray's default spells out the whole config, paths included."""
+    return f"trial_{trial.trial_id}"
+
+
 def ensure_ray() -> None:
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")
@@ -110,6 +115,7 @@ def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
             num_samples=study.num_samples,
             max_concurrent_trials=study.max_concurrent_trials,
             reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name="ray",
