@@ -23,33 +23,37 @@ def _tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def cmd_start(args: argparse.Namespace) -> None:
-    from search import datasets, results, tracking, tuner
-    from search.storage import resolve_url
-    from search.study import load_study
+def _summary(study, data_root: Path, complete: bool) -> int:
+    """What a finished (or interrupted) study prints: best trial, baseline, where to look."""
+    from search import datasets, results, tracking
+    from search.storage import mask_url, resolve_url
 
-    study = load_study(args.study)
-    data_root = tuner.start(study, fresh=args.fresh, cpu_only=args.cpu)
-    found = results.best(results.load(study.name, study.storage))
+    if not complete:
+        print(
+            f"Study {study.name!r} stopped before it finished; continue it with: "
+            f"python search.py resume {study.name}",
+            file=sys.stderr,
+        )
+        return 130
+    ot_study = results.load(study.name, study.storage)
+    found = results.best(ot_study)
+    counts = results.status(ot_study)["states"]
     baseline = datasets.mean_shape_baseline(
         data_root, study.dataset.annotator, study.dataset.loader_format
     )
-    storage = resolve_url(study.storage)
+    unit = " mm" if study.metric.endswith("_mm") else ""
     print()
-    print(f"Study {study.name!r}: {study.num_samples} trials finished.")
     print(
-        f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}"
-        + (" mm" if study.metric.endswith("_mm") else "")
+        f"Study {study.name!r}: {study.num_samples} trials finished "
+        f"({', '.join(f'{k.lower()} {v}' for k, v in counts.items())})."
     )
+    print(f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}{unit}")
     print("  config: " + json.dumps(found["params"], sort_keys=True))
-    print(
-        f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm"
-        + (
-            f" -> best is {baseline / found['value']:.2f}x lower"
-            if study.metric == "mre_mm"
-            else ""
-        )
+    ratio = (
+        f" -> best is {baseline / found['value']:.2f}x lower" if study.metric == "mre_mm" else ""
     )
+    print(f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm{ratio}")
+    storage = mask_url(resolve_url(study.storage))
     print("Look at it:")
     print(
         f"  optuna-dashboard: {_tool('optuna-dashboard')} {shlex.quote(storage)} "
@@ -57,8 +61,25 @@ def cmd_start(args: argparse.Namespace) -> None:
     )
     print(
         f"  MLflow UI:        {_tool('mlflow')} ui --backend-store-uri "
-        f"{shlex.quote(tracking.tracking_uri())} --host 127.0.0.1 --port 5000"
+        f"{shlex.quote(mask_url(tracking.tracking_uri()))} --host 127.0.0.1 --port 5000"
     )
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from search import tuner
+    from search.study import load_study
+
+    study = load_study(args.study)
+    data_root, complete = tuner.start(study, args.fresh, args.cpu, args.address)
+    return _summary(study, data_root, complete)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from search import tuner
+
+    study, data_root, complete = tuner.resume(args.name, args.storage, args.cpu, args.address)
+    return _summary(study, data_root, complete)
 
 
 def cmd_best(args: argparse.Namespace) -> None:
@@ -117,10 +138,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(scores, sort_keys=True))
         return
-    print(f"{scores['images']} images of {args.split}: MRE {scores['mre_mm']:.3f} "
-          f"± {scores['mre_sd_mm']:.3f} mm")  # fmt: skip
-    print("SDR " + "  ".join(f"{k[4:].replace('_', '.')}: {v:.1%}" for k, v in scores.items()
-                             if k.startswith("sdr_")))  # fmt: skip
+    print(
+        f"{scores['images']} images of {args.split}: MRE {scores['mre_mm']:.3f} "
+        f"± {scores['mre_sd_mm']:.3f} mm"
+    )
+    print(
+        "SDR "
+        + "  ".join(
+            f"{k[4:].replace('_', '.')}: {v:.1%}" for k, v in scores.items() if k.startswith("sdr_")
+        )
+    )
     print(f"{'landmark':>9} {'MRE mm':>8} {'SD mm':>7} {'SDR2mm':>7}")
     for symbol, row in scores["per_landmark"].items():
         print(f"{symbol:>9} {row['mre_mm']:8.3f} {row['sd_mm']:7.3f} {row['sdr_2mm']:7.1%}")
@@ -155,7 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", type=Path)
     p.add_argument("--fresh", action="store_true", help="delete an existing study of that name")
     p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
+    p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("resume", help="continue an interrupted study")
+    p.add_argument("name")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
+    p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.set_defaults(func=cmd_resume)
 
     for name, func, text in (
         ("best", cmd_best, "the best trial"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from trainables.config import is_numeric_text
 from trainables.errors import ConfigError
 
 
@@ -69,7 +70,7 @@ class Checker:
         return value
 
     def number(self, value: Any, key: str, positive: bool = False) -> float:
-        if isinstance(value, str) and _looks_numeric(value):
+        if isinstance(value, str) and is_numeric_text(value):
             raise self.fail(
                 key,
                 f"must be a number, got the string {value!r} "
@@ -91,11 +92,3 @@ class Checker:
         if choices is not None and value not in choices:
             raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

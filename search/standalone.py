@@ -61,8 +61,13 @@ def train(config: Path, out: Path, resume: Path | None, experiment: str) -> dict
     )
     # A resumed run keeps best.pt unless it really improves on the checkpoint's best.
     best: dict[str, Any] = {"mre_mm": state["best"]} if state and state["best"] else {}
-    bar = tqdm(total=cfg.epochs, initial=state["epoch"] if state else 0, unit="epoch",
-               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.epochs,
+        initial=state["epoch"] if state else 0,
+        unit="epoch",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
     def report(metrics: dict[str, Any], state_fn: State) -> None:
         epoch = metrics["epoch"]
@@ -76,8 +81,11 @@ def train(config: Path, out: Path, resume: Path | None, experiment: str) -> dict
             checkpoint.save(out / "last.pt", snapshot)
             if improved:
                 shutil.copyfile(out / "last.pt", out / "best.pt")
-        bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                        mre=f"{metrics['mre_mm']:.3f}mm")  # fmt: skip
+        bar.set_postfix(
+            loss=f"{metrics['train_loss']:.4f}",
+            lr=f"{metrics['lr']:.2e}",
+            mre=f"{metrics['mre_mm']:.3f}mm",
+        )
         bar.update(1)
 
     def on_step(loss: float) -> None:

@@ -6,6 +6,11 @@ project folder the user runs ``search.py`` from.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -30,8 +35,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(resolve_url(url))
     except Exception as e:  # SQLAlchemy raises many types for a bad URL or unreachable server
+        first = str(e).splitlines()[0] if str(e) else ""
         raise ConfigError(
-            f"storage {url!r}: cannot open ({type(e).__name__}: {str(e).splitlines()[0]})"
+            f"storage {mask_url(url)!r}: cannot open ({type(e).__name__}: {mask_url(first)})"
         ) from None
 
 
@@ -42,3 +48,27 @@ def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
 def experiment_dir(name: str) -> Path:
     """The Ray Tune experiment folder of study ``name``."""
     return Path.cwd() / "studies" / name / "ray"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs, tags and messages."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", url)
+
+
+@contextmanager
+def study_lock(name: str) -> Iterator[None]:
+    """Hold the study's lock: a second ``start``/``resume`` of it on this machine refuses."""
+    folder = Path.cwd() / "studies" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise ConfigError(f"study {name!r} is already being run by {owner}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield

@@ -24,6 +24,7 @@ Schema (``studies/*.yaml``)::
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,14 +90,16 @@ class Study:
     storage: str
 
     def spec(self) -> dict[str, Any]:
-        """The resolved study as plain data (stored with the Optuna study)."""
+        """The resolved study as JSON data, as stored with the Optuna study and compared on
+        resume."""
         out = asdict(self)
         out["space"] = {
             "path": self.space.path,
             "fixed": self.space.fixed,
             "params": [asdict(p) for p in self.space.params],
+            "warm_start": list(self.space.warm_start),
         }
-        return out
+        return json.loads(json.dumps(out))
 
 
 def check_name(name: Any, check: Checker) -> str:

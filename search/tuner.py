@@ -1,28 +1,40 @@
-"""Run a validated study: Ray Tune + OptunaSearch (TPE, RDB storage) + ASHA + MLflow logging.
+"""Run a study: Ray Tune + StudySearch (Optuna TPE, RDB storage) + ASHA + MLflow lineage.
 
-Everything that can reject the study (data, resources, an existing name) is checked before the
-first record is written, so a refused start leaves no trace in Optuna or MLflow.
+Everything that can reject a start (data, resources, an existing name, a held lock) is checked
+before the first record is written, so a refused start leaves no trace in Optuna or MLflow.
+``resume`` continues an interrupted study with ``Tuner.restore`` when Ray saved the experiment,
+and in every case leaves the records consistent: trials that were running when the driver died
+are marked FAIL (``interrupted``) and replaced, so the study ends with ``num_samples`` trials
+that finished (completed, pruned or failed on their own).
 """
 
 from __future__ import annotations
 
+import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import ray
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from search import datasets, tracking
+from search.lineage import StudyLineage, close_run, start_parent
+from search.results import load
+from search.searcher import FAIL_REASON, LiveTrials, StudySearch
 from search.space import Space
-from search.storage import experiment_dir, open_storage, resolve_url, study_exists
-from search.study import Study
+from search.storage import experiment_dir, open_storage, resolve_url, study_exists, study_lock
+from search.study import Study, load_study
 from trainables.cache import resolve_cache_dir
 from trainables.errors import ConfigError
 from trainables.train import trainable
+
+INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,33 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def ensure_ray() -> None:
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, logging_level="WARNING")
+def ensure_ray(address: str | None = None) -> None:
+    """Start a local Ray, or join the cluster at ``address`` (auto, HOST:PORT, ray://…)."""
+    if ray.is_initialized():
+        return
+    if address is not None:
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        if address is None:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {first}") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a HOST:PORT cluster address."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot connect to the Ray cluster at {address}: {e.strerror or e}"
+        ) from None
 
 
 def check_resources(study: Study, cpu_only: bool) -> float:
@@ -53,28 +89,38 @@ def check_resources(study: Study, cpu_only: bool) -> float:
     available = ray.cluster_resources().get("GPU", 0)
     if available < study.gpu:
         raise ConfigError(
-            f"{study.path}: resources.gpu asks for {study.gpu} GPU per trial but the "
-            f"cluster has {available:g}; pass --cpu to run on CPU"
+            f"{study.path}: resources.gpu asks for {study.gpu:g} GPU per trial but the cluster "
+            f"has {available:g}; pass --cpu to run it on CPU"
         )
     return study.gpu
 
 
-def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
-    """Run ``study`` to completion; returns the prepared dataset folder."""
-    data_root = datasets.prepare(study.dataset)
-    ensure_ray()
-    gpu = check_resources(study, cpu_only)
-    storage = open_storage(study.storage)
-    if study_exists(storage, study.name):
-        if not fresh:
-            raise ConfigError(
-                f"{study.path}: study {study.name!r} already exists in "
-                f"{resolve_url(study.storage)}; use --fresh to start it over"
-            )
-        optuna.delete_study(study_name=study.name, storage=storage)
-        tracking.delete_runs(study.name)
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that ended on their own: completed, pruned, or failed other than by interruption."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON) != INTERRUPTED)
+    ]
 
-    constants = {
+
+def close_orphans(study: optuna.Study) -> int:
+    """Mark trials still RUNNING in the storage FAIL (interrupted) and end their MLflow runs."""
+    storage = study._storage
+    client = MlflowClient(tracking.tracking_uri())
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, INTERRUPTED)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            close_run(client, run_id, storage.get_trial(trial._trial_id))
+    return len(orphans)
+
+
+def _constants(study: Study, data_root: Path) -> dict[str, Any]:
+    return {
         **study.space.fixed,
         "data_dir": str(data_root),
         "dataset_format": study.dataset.loader_format,
@@ -84,20 +130,38 @@ def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
         "seed": study.seed,
         "num_threads": max(1, int(study.cpu)),
     }
-    direction = "minimize" if study.mode == "min" else "maximize"
-    created = optuna.create_study(study_name=study.name, storage=storage, direction=direction)
-    created.set_user_attr("spec", study.spec())
-    created.set_user_attr("constants", constants)
-    created.set_user_attr("metric", study.metric)
-    callbacks = [tracking.trial_logger(study.name)]
 
-    searcher = OptunaSearch(
-        space=Suggest(study.space, constants),
+
+def _tuner(
+    study: Study,
+    ot_study: optuna.Study,
+    gpu: float,
+    num_samples: int,
+    run_name: str,
+    warm_start: bool,
+) -> tune.Tuner:
+    ot_study.set_user_attr("ray_run", run_name)
+    attrs = ot_study.user_attrs
+    folder = experiment_dir(study.name).parent / run_name
+    points = [dict(p) for p in study.space.warm_start] if warm_start else []
+    searcher = StudySearch(
+        space=Suggest(study.space, attrs["constants"]),
         metric=study.metric,
         mode=study.mode,
+        points_to_evaluate=points or None,
         sampler=optuna.samplers.TPESampler(seed=study.seed),
         study_name=study.name,
-        storage=storage,
+        storage=ot_study._storage,
+        max_t=study.max_epochs,
+    )
+    lineage = StudyLineage(
+        study.name,
+        study.storage,
+        tracking.tracking_uri(),
+        attrs["mlflow_experiment_id"],
+        attrs["mlflow_parent_run_id"],
+        study.metric,
+        study.mode,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
@@ -105,25 +169,114 @@ def start(study: Study, fresh: bool = False, cpu_only: bool = False) -> Path:
         grace_period=study.grace_period,
         reduction_factor=study.reduction_factor,
     )
-    tuner = tune.Tuner(
+    return tune.Tuner(
         tune.with_resources(trainable, {"cpu": study.cpu, "gpu": gpu}),
         tune_config=tune.TuneConfig(
             metric=study.metric,
             mode=study.mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=study.num_samples,
+            num_samples=num_samples,
             max_concurrent_trials=study.max_concurrent_trials,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name="ray",
-            storage_path=str(experiment_dir(study.name).parent),
-            callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            name=run_name,
+            storage_path=str(folder.parent),
+            callbacks=[LiveTrials(), lineage],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1,
         ),
     )
+
+
+def _fit(tuner: tune.Tuner, study: Study, ot_study: optuna.Study) -> bool:
+    """Run; True when the study reached ``num_samples`` finished trials."""
     tuner.fit()
-    return data_root
+    if len(finished(ot_study)) < study.num_samples:
+        return False  # stopped early (Ctrl-C): leave the running trials for resume
+    close_orphans(ot_study)
+    attrs = ot_study.user_attrs
+    MlflowClient(tracking.tracking_uri()).set_terminated(attrs["mlflow_parent_run_id"])
+    return True
+
+
+def start(
+    study: Study, fresh: bool = False, cpu_only: bool = False, address: str | None = None
+) -> tuple[Path, bool]:
+    """Run ``study``; returns the dataset folder and whether the study completed."""
+    data_root = datasets.prepare(study.dataset)
+    with study_lock(study.name):
+        ensure_ray(address)
+        gpu = check_resources(study, cpu_only)
+        storage = open_storage(study.storage)
+        if study_exists(storage, study.name):
+            if not fresh:
+                raise ConfigError(
+                    f"{study.path}: study {study.name!r} already exists in "
+                    f"{resolve_url(study.storage)}; continue it with `python search.py resume "
+                    f"{study.name}` or start over with --fresh"
+                )
+            optuna.delete_study(study_name=study.name, storage=storage)
+            tracking.delete_runs(study.name)
+            shutil.rmtree(experiment_dir(study.name).parent, ignore_errors=True)
+            experiment_dir(study.name).parent.mkdir(parents=True, exist_ok=True)
+        direction = "minimize" if study.mode == "min" else "maximize"
+        ot_study = optuna.create_study(study_name=study.name, storage=storage, direction=direction)
+        experiment_id = tracking.ensure_experiment(study.name)
+        constants = _constants(study, data_root)
+        parent = start_parent(
+            MlflowClient(tracking.tracking_uri()),
+            experiment_id,
+            study.name,
+            study.storage,
+            str(Path(study.path).resolve()),
+            constants,
+        )
+        for key, value in {
+            "spec": study.spec(),
+            "constants": constants,
+            "metric": study.metric,
+            "study_file": str(Path(study.path).resolve()),
+            "mlflow_experiment_id": experiment_id,
+            "mlflow_parent_run_id": parent,
+        }.items():
+            ot_study.set_user_attr(key, value)
+        run_name = experiment_dir(study.name).name
+        tuner = _tuner(study, ot_study, gpu, study.num_samples, run_name, warm_start=True)
+        return data_root, _fit(tuner, study, ot_study)
+
+
+def resume(
+    name: str, storage_url: str, cpu_only: bool = False, address: str | None = None
+) -> tuple[Study, Path, bool]:
+    """Continue an interrupted study from its storage records and Ray experiment."""
+    ot_study = load(name, storage_url)
+    study = load_study(ot_study.user_attrs["study_file"])
+    if study.spec() != ot_study.user_attrs["spec"]:
+        raise ConfigError(
+            f"{study.path}: changed since study {name!r} started; resume is for recovery, "
+            "not for a new spec (start a new study, or --fresh)"
+        )
+    data_root = datasets.prepare(study.dataset)
+    with study_lock(name):
+        ensure_ray(address)
+        gpu = check_resources(study, cpu_only)
+        if len(finished(ot_study)) >= study.num_samples:
+            close_orphans(ot_study)
+            return study, data_root, True
+        folder = experiment_dir(name).parent / ot_study.user_attrs["ray_run"]
+        if tune.Tuner.can_restore(str(folder)):
+            tuner = tune.Tuner.restore(
+                str(folder),
+                tune.with_resources(trainable, {"cpu": study.cpu, "gpu": gpu}),
+                resume_unfinished=True,
+                resume_errored=False,
+            )
+        else:  # the driver died before Ray saved anything: replace the lost trials
+            close_orphans(ot_study)
+            remaining = study.num_samples - len(finished(ot_study))
+            run_name = f"{experiment_dir(name).name}-{len(ot_study.trials)}"
+            tuner = _tuner(study, ot_study, gpu, remaining, run_name, warm_start=False)
+        return study, data_root, _fit(tuner, study, ot_study)

@@ -39,10 +39,19 @@ def test_dashboard_serves_the_study_storage_on_loopback(tmp_path):
     study.optimize(lambda t: t.suggest_float("lr", 1e-4, 5e-4), n_trials=3)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "search.py"), "dashboard", "--port", str(port),
-         "--storage", storage],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "search.py"),
+            "dashboard",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     try:
         body = None
         deadline = time.monotonic() + 60

@@ -26,8 +26,17 @@ def test_evaluate_matches_hand_computed_errors(dataset, tmp_path, capsys):
     pred.mkdir()
     for r in records:  # every prediction 3 px right and 4 px down: 5 px off
         write_prediction(pred / f"{r.ceph_id}.json", r.ceph_id, r.landmarks + [3, 4], AARIZ_SYMBOLS)
-    args = ["evaluate", "--pred", str(pred), "--dataset", str(dataset), "--split", "test",
-            "--annotator", "senior"]  # fmt: skip
+    args = [
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--dataset",
+        str(dataset),
+        "--split",
+        "test",
+        "--annotator",
+        "senior",
+    ]
     assert main([*args, "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     expected = 5 * np.mean([r.pixel_size for r in records])

@@ -27,11 +27,18 @@ def test_linear_warmup_reaches_base_lr():
 @pytest.mark.parametrize("t_mult", [1, 2, 3])
 def test_after_warmup_matches_torch_sgdr(t_mult):
     spe, warm, t0 = 4, 1, 2
-    got = lrs(warm * spe + 60, steps_per_epoch=spe, warmup_epochs=warm, t0_epochs=t0,
-              t_mult=t_mult, eta_min=1e-5)  # fmt: skip
+    got = lrs(
+        warm * spe + 60,
+        steps_per_epoch=spe,
+        warmup_epochs=warm,
+        t0_epochs=t0,
+        t_mult=t_mult,
+        eta_min=1e-5,
+    )
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=t0 * spe, T_mult=t_mult,
-                                                               eta_min=1e-5)  # fmt: skip
+    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        opt, T_0=t0 * spe, T_mult=t_mult, eta_min=1e-5
+    )
     expected = []
     for _ in range(60):
         expected.append(opt.param_groups[0]["lr"])

@@ -13,8 +13,16 @@ from trainables.synth import SynthSpec, write_dataset
 @pytest.fixture
 def config_file(project):
     write_dataset(SynthSpec(n=8, width=80, height=100, seed=4), project / "data")
-    values = dict(data_dir="data", model="hrnet", backbone="hrnet_w18_small", image_size=64,
-                  batch_size=4, epochs=2, warmup_epochs=0, lr=1e-3)  # fmt: skip
+    values = dict(
+        data_dir="data",
+        model="hrnet",
+        backbone="hrnet_w18_small",
+        image_size=64,
+        batch_size=4,
+        epochs=2,
+        warmup_epochs=0,
+        lr=1e-3,
+    )
     path = project / "one.yaml"
     path.write_text(yaml.safe_dump(values))
     return path

@@ -14,8 +14,19 @@ from trainables.errors import ConfigError
 from trainables.synth import SynthSpec, write_dataset
 from trainables.train import NonFiniteLoss, run_training
 
-REPORTED = {"mre_mm", "mre_sd_mm", "sdr_2mm", "sdr_2_5mm", "sdr_3mm", "sdr_4mm", "train_loss",
-            "lr", "epoch", "samples_per_s", "data_wait_frac"}  # fmt: skip
+REPORTED = {
+    "mre_mm",
+    "mre_sd_mm",
+    "sdr_2mm",
+    "sdr_2_5mm",
+    "sdr_3mm",
+    "sdr_4mm",
+    "train_loss",
+    "lr",
+    "epoch",
+    "samples_per_s",
+    "data_wait_frac",
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +36,17 @@ def data_dir(tmp_path_factory):
 
 
 def config(data_dir, tmp_path, **overrides) -> TrainConfig:
-    values = dict(data_dir=data_dir, cache_dir=str(tmp_path / "cache"), model="hrnet",
-                  backbone="hrnet_w18_small", image_size=64, batch_size=4, epochs=2,
-                  warmup_epochs=1, lr=1e-3)  # fmt: skip
+    values = dict(
+        data_dir=data_dir,
+        cache_dir=str(tmp_path / "cache"),
+        model="hrnet",
+        backbone="hrnet_w18_small",
+        image_size=64,
+        batch_size=4,
+        epochs=2,
+        warmup_epochs=1,
+        lr=1e-3,
+    )
     values.update(overrides)
     return TrainConfig.from_dict(values)
 
@@ -64,8 +83,9 @@ def test_checkpoint_resume_continues_exactly(data_dir, tmp_path):
     resumed, seen2 = collect(config(data_dir, tmp_path, epochs=3, augment=True), loaded)
     assert [m["epoch"] for m, _ in seen2] == [2, 3]
     assert seen2[-1][0]["mre_mm"] == pytest.approx(seen[-1]["mre_mm"], rel=1e-5)
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
@@ -82,6 +102,8 @@ def test_fp16_on_cpu_is_a_config_error(data_dir, tmp_path):
 def test_non_finite_loss_stops_the_run_at_once(data_dir, tmp_path):
     seen = []
     with pytest.raises(NonFiniteLoss, match="nan_loss"):
-        run_training(config(data_dir, tmp_path, lr=1e12, warmup_epochs=0, epochs=20),
-                     lambda metrics, state: seen.append(metrics))  # fmt: skip
+        run_training(
+            config(data_dir, tmp_path, lr=1e12, warmup_epochs=0, epochs=20),
+            lambda metrics, state: seen.append(metrics),
+        )
     assert len(seen) < 20

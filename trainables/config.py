@@ -80,18 +80,34 @@ class TrainConfig:
     def validate(self, where: str = "config") -> None:
         """Range rules; names of models, losses and formats are checked by their registries."""
         positive = (
-            "lr", "batch_size", "epochs", "image_size", "num_threads", "aw_epsilon", "aw_theta",
-            "t0_epochs", "t_mult", "hourglass_stacks",
-        )  # fmt: skip
+            "lr",
+            "batch_size",
+            "epochs",
+            "image_size",
+            "num_threads",
+            "aw_epsilon",
+            "aw_theta",
+            "t0_epochs",
+            "t_mult",
+            "hourglass_stacks",
+        )
         for key in positive:
             value = getattr(self, key)
             if not value > 0:
                 raise ConfigError(f"{where}: {key} must be > 0, got {value}")
         non_negative = (
-            "warmup_epochs", "eta_min", "weight_decay", "num_workers", "checkpoint_every",
-            "aug_rotation_deg", "aug_scale", "aug_translate", "aug_brightness", "aug_contrast",
+            "warmup_epochs",
+            "eta_min",
+            "weight_decay",
+            "num_workers",
+            "checkpoint_every",
+            "aug_rotation_deg",
+            "aug_scale",
+            "aug_translate",
+            "aug_brightness",
+            "aug_contrast",
             "aug_gamma",
-        )  # fmt: skip
+        )
         for key in non_negative:
             value = getattr(self, key)
             if value < 0:
@@ -136,7 +152,7 @@ def coerce(where: str, key: str, value: Any, type_name: str) -> Any:
     }[base]
     if not ok:
         hint = ""
-        if isinstance(value, str) and base in ("int", "float"):
+        if isinstance(value, str) and base in ("int", "float") and is_numeric_text(value):
             hint = " (a string: YAML reads 1e-4 as text, write 1.0e-4)"
         raise ConfigError(f"{where}: {key} must be a {base}, got {value!r}{hint}")
     if base == "float":
@@ -144,3 +160,12 @@ def coerce(where: str, key: str, value: Any, type_name: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"{where}: {key} must be finite, got {value}")
     return value
+
+
+def is_numeric_text(text: str) -> bool:
+    """A string YAML left as text that reads as a number (``1e-4``: YAML 1.1 wants a dot)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

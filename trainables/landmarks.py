@@ -4,9 +4,36 @@ from __future__ import annotations
 
 # Aariz symbol order of the official code (index 0-28); soft-tissue N, Pog use a backtick.
 AARIZ_SYMBOLS: tuple[str, ...] = (
-    "A", "ANS", "B", "Me", "N", "Or", "Pog", "PNS", "Pn", "R", "S", "Ar", "Co", "Gn", "Go",
-    "Po", "LPM", "LIT", "LMT", "UPM", "UIA", "UIT", "UMT", "LIA", "Li", "Ls", "N`", "Pog`", "Sn",
-)  # fmt: skip
+    "A",
+    "ANS",
+    "B",
+    "Me",
+    "N",
+    "Or",
+    "Pog",
+    "PNS",
+    "Pn",
+    "R",
+    "S",
+    "Ar",
+    "Co",
+    "Gn",
+    "Go",
+    "Po",
+    "LPM",
+    "LIT",
+    "LMT",
+    "UPM",
+    "UIA",
+    "UIT",
+    "UMT",
+    "LIA",
+    "Li",
+    "Ls",
+    "N`",
+    "Pog`",
+    "Sn",
+)
 
 AARIZ_TITLES: dict[str, str] = {
     "A": "A-point",
@@ -43,9 +70,26 @@ AARIZ_TITLES: dict[str, str] = {
 # ISBI 2015 landmarks in annotation-file order (line 1-19). Symbols follow Aariz where the
 # definition is the same point, so the two sets can be compared by name.
 ISBI_SYMBOLS: tuple[str, ...] = (
-    "S", "N", "Or", "Po", "A", "B", "Pog", "Me", "Gn", "Go",
-    "LIT", "UIT", "Ls", "Li", "Sn", "Pog`", "PNS", "ANS", "Ar",
-)  # fmt: skip
+    "S",
+    "N",
+    "Or",
+    "Po",
+    "A",
+    "B",
+    "Pog",
+    "Me",
+    "Gn",
+    "Go",
+    "LIT",
+    "UIT",
+    "Ls",
+    "Li",
+    "Sn",
+    "Pog`",
+    "PNS",
+    "ANS",
+    "Ar",
+)
 
 ISBI_TITLES: dict[str, str] = {
     "S": "Sella",

@@ -40,6 +40,10 @@ def per_landmark(errors_mm: np.ndarray, symbols: tuple[str, ...]) -> dict[str, d
         column = column[np.isfinite(column)]
         if column.size == 0:
             continue
-        out[symbol] = {"mre_mm": float(column.mean()), "sd_mm": float(column.std()),
-                       "sdr_2mm": float((column <= 2.0).mean()), "n": int(column.size)}  # fmt: skip
+        out[symbol] = {
+            "mre_mm": float(column.mean()),
+            "sd_mm": float(column.std()),
+            "sdr_2mm": float((column <= 2.0).mean()),
+            "n": int(column.size),
+        }
     return out

@@ -89,9 +89,15 @@ def dataset_for(cfg: TrainConfig, split: str, augment: bool) -> LandmarkDataset:
     """One split of the configured dataset, through the shared preprocessing cache."""
     records = load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format)
     return LandmarkDataset(
-        records, cfg.image_size, fmt=cfg.dataset_format, root=cfg.data_dir, split=split,
-        cache_dir=cfg.cache_dir, augment=augment_config(cfg) if augment else None, seed=cfg.seed,
-    )  # fmt: skip
+        records,
+        cfg.image_size,
+        fmt=cfg.dataset_format,
+        root=cfg.data_dir,
+        split=split,
+        cache_dir=cfg.cache_dir,
+        augment=augment_config(cfg) if augment else None,
+        seed=cfg.seed,
+    )
 
 
 def build(cfg: TrainConfig) -> Run:
@@ -103,18 +109,34 @@ def build(cfg: TrainConfig) -> Run:
     valid = dataset_for(cfg, "valid", augment=False)
     shuffle = torch.Generator()
     loader = torch.utils.data.DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, generator=shuffle,
-        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-        pin_memory=precision.device.type == "cuda", drop_last=len(train) > cfg.batch_size,
-    )  # fmt: skip
+        train,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=shuffle,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=precision.device.type == "cuda",
+        drop_last=len(train) > cfg.batch_size,
+    )
     model = precision.prepare(create_model(cfg, train.num_landmarks))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine_restarts(
         optimizer, len(loader), cfg.warmup_epochs, cfg.t0_epochs, cfg.t_mult, cfg.eta_min
     )
     sigma = cfg.sigma if cfg.sigma is not None else heatmap.adaptive_sigma(cfg.image_size)
-    return Run(cfg, precision, train, valid, loader, shuffle, model, optimizer, scheduler,
-               precision.scaler(), sigma)  # fmt: skip
+    return Run(
+        cfg,
+        precision,
+        train,
+        valid,
+        loader,
+        shuffle,
+        model,
+        optimizer,
+        scheduler,
+        precision.scaler(),
+        sigma,
+    )
 
 
 def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dict[str, float]:

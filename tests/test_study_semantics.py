@@ -1,0 +1,201 @@
+"""What the dashboard and MLflow show must be true: pruned, failed, resumed trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import write
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from search.cli import main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+SPACE = """\
+params:
+  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+  loss: {type: categorical, choices: [adaptive_wing, heatmap]}
+fixed:
+  backbone: hrnet_w18_small
+  image_size: 64
+  batch_size: 4
+  warmup_epochs: 0
+"""
+
+STUDY = """\
+name: {name}
+dataset: {{format: synthetic, n: 12, size: [80, 100], seed: 3}}
+space: space.yaml
+num_samples: {num_samples}
+max_epochs: {max_epochs}
+asha: {{grace_period: 1, reduction_factor: 2}}
+resources: {{cpu: 1}}
+max_concurrent_trials: {concurrent}
+seed: 1
+"""
+
+
+def study_files(
+    root: Path,
+    name: str,
+    num_samples: int,
+    max_epochs: int,
+    concurrent: int = 1,
+    space: str = SPACE,
+) -> Path:
+    write(root / "space.yaml", space)
+    return write(
+        root / f"{name}.yaml",
+        STUDY.format(
+            name=name, num_samples=num_samples, max_epochs=max_epochs, concurrent=concurrent
+        ),
+    )
+
+
+def load(project: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
+
+
+def trial_runs(project: Path, name: str) -> list:
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if r.data.tags.get("cephtune.role") != "study"]
+
+
+def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluster):
+    assert main(["start", str(study_files(project, "asha", num_samples=6, max_epochs=3))]) == 0
+    study = load(project, "asha")
+    states = [t.state for t in study.trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "asha")}
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    for trial in study.trials:
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))  # every epoch, the last one included
+        run = runs[str(trial.number)]
+        logged = [m.step for m in client.get_metric_history(run.info.run_id, "mre_mm")]
+        assert logged == steps
+        if trial.state == TrialState.COMPLETE:
+            assert steps[-1] == 3 and trial.value == trial.intermediate_values[3]
+            assert run.data.tags["cephtune.state"] == "completed"
+        else:
+            assert steps[-1] < 3 and trial.value == trial.intermediate_values[steps[-1]]
+            assert run.data.tags["cephtune.state"] == "pruned"
+
+
+def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
+    study_file = study_files(project, "crash", num_samples=4, max_epochs=3, concurrent=2)
+    env = {**os.environ, "CEPHTUNE_CACHE_DIR": str(cache_dir)}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen(
+        [sys.executable, str(REPO / "search.py"), "start", str(study_file)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    db = project / "studies" / "optuna.db"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            if db.exists() and finished_count(db) >= 1:
+                break
+            time.sleep(1)
+        assert driver.poll() is None, "the study ended before it could be interrupted"
+        assert finished_count(db) >= 1, "no trial finished in time"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        driver.wait()
+
+    assert main(["resume", "crash"]) == 0
+    study = load(project, "crash")
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    done = [
+        t
+        for t in study.trials
+        if t.user_attrs.get("fail_reason", "").split(":")[0] != "interrupted"
+    ]
+    assert len(done) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+    runs = trial_runs(project, "crash")
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+    numbers = [r.data.tags["cephtune.optuna_trial"] for r in runs]
+    assert len(numbers) == len(set(numbers))  # no trial logged twice
+    for run in runs:
+        trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
+        expected = {
+            TrialState.COMPLETE: "completed",
+            TrialState.PRUNED: "pruned",
+            TrialState.FAIL: "failed",
+        }[trial.state]
+        assert run.data.tags["cephtune.state"] == expected
+
+
+def finished_count(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        try:
+            row = con.execute(
+                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+            ).fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+    return row[0]
+
+
+def test_a_second_driver_on_the_same_study_refuses(project, capsys):
+    from search.storage import study_lock
+
+    with study_lock("busy"):
+        study_file = study_files(project, "busy", num_samples=1, max_epochs=1)
+        assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert "already being run by pid" in err
+    assert not (project / "studies" / "optuna.db").exists()
+
+
+FAILING_SPACE = """\
+params:
+  backbone: {type: categorical, choices: [hrnet_w18_small, hrnet_bogus]}
+  aw_epsilon: {type: categorical, choices: [1.0, 1.0e-30]}
+fixed:
+  image_size: 64
+  batch_size: 4
+  warmup_epochs: 0
+  lr: 1.0e-3
+warm_start:
+  - {backbone: hrnet_bogus, aw_epsilon: 1.0}
+  - {backbone: hrnet_w18_small, aw_epsilon: 1.0e-30}
+  - {backbone: hrnet_w18_small, aw_epsilon: 1.0}
+"""
+
+
+def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project, ray_cluster):
+    study_file = study_files(project, "faults", num_samples=3, max_epochs=2, space=FAILING_SPACE)
+    assert main(["start", str(study_file)]) == 0
+    study = load(project, "faults")
+    first, second, third = study.trials  # warm-start points run first, in order
+    assert first.params == {"backbone": "hrnet_bogus", "aw_epsilon": 1.0}
+    assert second.params == {"backbone": "hrnet_w18_small", "aw_epsilon": 1.0e-30}
+    assert first.state == second.state == TrialState.FAIL
+    assert "unknown hrnet backbone 'hrnet_bogus'" in first.user_attrs["fail_reason"]
+    assert second.user_attrs["fail_reason"].startswith("nan_loss")
+    assert third.state == TrialState.COMPLETE and study.best_trial.number == third.number
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "faults")}
+    for trial in (first, second):
+        run = runs[str(trial.number)]
+        assert run.info.status == "FAILED" and run.data.tags["cephtune.state"] == "failed"
+        assert run.data.tags["cephtune.fail_reason"] == trial.user_attrs["fail_reason"]
