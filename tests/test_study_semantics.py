@@ -199,3 +199,14 @@ def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project,
         run = runs[str(trial.number)]
         assert run.info.status == "FAILED" and run.data.tags["cephtune.state"] == "failed"
         assert run.data.tags["cephtune.fail_reason"] == trial.user_attrs["fail_reason"]
+
+
+def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, capsys):
+    study_file = study_files(project, "gpu", num_samples=1, max_epochs=1)
+    study_file.write_text(study_file.read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.25}"))
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.gpu asks for 0.25 GPU per trial but the cluster has 0" in err
+    assert "--cpu" in err and not (project / "studies" / "optuna.db").exists()
+    assert main(["start", str(study_file), "--cpu"]) == 0
+    assert load(project, "gpu").trials[0].state == TrialState.COMPLETE
