@@ -155,6 +155,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"{scores['missing_landmarks']} landmarks without ground truth were not scored")
 
 
+def cmd_promote(args: argparse.Namespace) -> None:
+    from search.promote import promote
+
+    done = promote(
+        args.name, args.storage, args.epochs, args.trials, args.train_on, args.seed, args.resume
+    )
+    print(f"Promoted trial #{done['trial']} of {args.name!r}: {done['best_yaml']}")
+    print(
+        f"Test ({done['images']} images): MRE {done['mre_mm']:.3f} ± {done['mre_sd_mm']:.3f} mm, "
+        f"SDR 2/2.5/3/4 mm {done['sdr_2mm']:.1%} / {done['sdr_2_5mm']:.1%} / "
+        f"{done['sdr_3mm']:.1%} / {done['sdr_4mm']:.1%}"
+    )
+    print(f"Per-landmark table and overlays: {done['final']}")
+    print(f"Registered models:/{args.name}/{done['version']} as @{done['alias']}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from search.predict import predict
+
+    written = predict(args.model, args.inputs, args.out, args.pixel_size, args.overlay)
+    print(f"wrote {len(written)} predictions to {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from search.report import write_report
+
+    path = write_report(args.name, args.storage, args.out)
+    print(f"report: {path}")
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from trainables.check import check_dataset
 
@@ -214,6 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("promote", help="train the best configuration longer, test, register")
+    p.add_argument("name")
+    p.add_argument("--epochs", type=int, help="final epochs (default: the guides' 100 or 150)")
+    p.add_argument("--trials", type=int, default=1, help="re-train the top K, keep the best")
+    p.add_argument("--train-on", default="train", choices=("train", "train+valid"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("predict", help="landmarks for new images with a registered model")
+    p.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/3, …")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--pixel-size", type=float, metavar="MM")
+    p.add_argument("--overlay", action="store_true", help="also write a PNG per image")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="an HTML report of a study")
+    p.add_argument("name")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="score a folder of landmark JSON predictions")
     p.add_argument("--pred", type=Path, required=True, help="folder of <ceph_id>.json")

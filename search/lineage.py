@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from search.searcher import FAIL_REASON, RAY_TRIAL_ID
+from search.results import FAIL_REASON, RAY_TRIAL_ID
 from search.storage import mask_url, open_storage
 
 STATE_TAGS = {

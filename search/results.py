@@ -10,6 +10,11 @@ import optuna
 from search.storage import open_storage
 from trainables.errors import ConfigError
 
+# User attributes of an Optuna trial, written by the searcher and the tuner.
+FAIL_REASON = "fail_reason"
+RAY_TRIAL_ID = "ray_trial_id"
+INTERRUPTED = "interrupted: the driver stopped before this trial finished"
+
 
 def load(name: str, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url)
@@ -18,6 +23,18 @@ def load(name: str, storage_url: str) -> optuna.Study:
     except KeyError:
         known = ", ".join(sorted(s.study_name for s in storage.get_all_studies())) or "none"
         raise ConfigError(f"study {name!r} not found in {storage_url} (studies: {known})") from None
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that ended on their own: completed, pruned, or failed other than by interruption."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        or (
+            t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(FAIL_REASON) != INTERRUPTED
+        )
+    ]
 
 
 def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

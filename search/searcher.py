@@ -25,8 +25,8 @@ from ray.exceptions import RayActorError
 from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
-FAIL_REASON = "fail_reason"
-RAY_TRIAL_ID = "ray_trial_id"
+from search.results import FAIL_REASON, RAY_TRIAL_ID
+
 STEP = "training_iteration"
 
 

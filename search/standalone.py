@@ -44,12 +44,18 @@ def _check_resume(cfg: TrainConfig, state: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: checkpoint is at epoch {state['epoch']} of {cfg.epochs}")
 
 
-def train(config: Path, out: Path, resume: Path | None, experiment: str) -> dict[str, Any]:
+def train(
+    config: Path,
+    out: Path,
+    resume: Path | None,
+    experiment: str,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Train ``config`` to the end; returns the best valid metrics and where things are."""
     from tqdm import tqdm
 
     cfg = load_config(config)
-    for split in ("train", "valid"):
+    for split in ("train", "valid", *cfg.train_on.split("+")):
         load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format)
     state = None
     if resume is not None:
@@ -57,7 +63,10 @@ def train(config: Path, out: Path, resume: Path | None, experiment: str) -> dict
         _check_resume(cfg, state, resume)
     out.mkdir(parents=True, exist_ok=True)
     run_id = tracking.start_run(
-        experiment, config.stem, cfg.to_dict(), {"cephtune.config": str(config.resolve())}
+        experiment,
+        config.stem,
+        cfg.to_dict(),
+        {"cephtune.config": str(config.resolve()), **(tags or {})},
     )
     # A resumed run keeps best.pt unless it really improves on the checkpoint's best.
     best: dict[str, Any] = {"mre_mm": state["best"]} if state and state["best"] else {}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from search.storage import resolve_url
 
@@ -52,14 +54,6 @@ def delete_runs(name: str) -> int:
     return len(runs)
 
 
-def trial_logger(name: str) -> MLflowLoggerCallback:
-    """Ray callback: one MLflow run per trial, params = config, metrics per epoch."""
-    ensure_experiment(name)
-    return MLflowLoggerCallback(
-        tracking_uri=tracking_uri(), experiment_name=name, tags={"cephtune.study": name}
-    )
-
-
 def start_run(experiment: str, name: str, params: dict, tags: dict[str, str]) -> str:
     """A run for one standalone training; returns its id. Params are logged at once."""
     client = MlflowClient(tracking_uri())
@@ -85,3 +79,25 @@ def log_artifact(run_id: str, path: Path) -> None:
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     MlflowClient(tracking_uri()).set_terminated(run_id, status)
+
+
+@contextmanager
+def active(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore the process settings.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment, which
+    would otherwise outlive the block.
+    """
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

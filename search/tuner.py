@@ -25,16 +25,14 @@ from ray.tune.schedulers import ASHAScheduler
 
 from search import datasets, tracking
 from search.lineage import StudyLineage, close_run, start_parent
-from search.results import load
-from search.searcher import FAIL_REASON, LiveTrials, StudySearch
+from search.results import FAIL_REASON, INTERRUPTED, finished, load
+from search.searcher import LiveTrials, StudySearch
 from search.space import Space
 from search.storage import experiment_dir, open_storage, resolve_url, study_exists, study_lock
 from search.study import Study, load_study
 from trainables.cache import resolve_cache_dir
 from trainables.errors import ConfigError
 from trainables.train import trainable
-
-INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 
 @dataclass(frozen=True)
@@ -93,16 +91,6 @@ def check_resources(study: Study, cpu_only: bool) -> float:
             f"has {available:g}; pass --cpu to run it on CPU"
         )
     return study.gpu
-
-
-def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that ended on their own: completed, pruned, or failed other than by interruption."""
-    return [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON) != INTERRUPTED)
-    ]
 
 
 def close_orphans(study: optuna.Study) -> int:

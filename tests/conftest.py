@@ -28,6 +28,7 @@ def project(tmp_path, monkeypatch, cache_dir) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CEPHTUNE_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return tmp_path
 
 

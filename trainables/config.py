@@ -20,6 +20,7 @@ class TrainConfig:
     annotator: str = "mean"  # senior | junior | mean
     cache_dir: str | None = None  # shared preprocessing cache; None = the user cache dir
     num_workers: int = 0  # DataLoader worker processes
+    train_on: str = "train"  # train | train+valid (a final model may learn from both)
     augment: bool = True  # train split only
     aug_rotation_deg: float = 5.0
     aug_scale: float = 0.05  # +- relative scale
@@ -121,6 +122,7 @@ class TrainConfig:
         choices = {
             "annotator": ("senior", "junior", "mean"),
             "precision": ("auto", "fp32", "fp16", "bf16"),
+            "train_on": ("train", "train+valid"),
         }
         for key, allowed in choices.items():
             value = getattr(self, key)

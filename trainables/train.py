@@ -86,8 +86,15 @@ class Run:
 
 
 def dataset_for(cfg: TrainConfig, split: str, augment: bool) -> LandmarkDataset:
-    """One split of the configured dataset, through the shared preprocessing cache."""
-    records = load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format)
+    """One split of the configured dataset, through the shared preprocessing cache.
+
+    ``split`` may join splits with ``+`` (``train+valid`` for a final model, ``train_on``).
+    """
+    records = [
+        record
+        for part in split.split("+")
+        for record in load_split(cfg.data_dir, part, cfg.annotator, fmt=cfg.dataset_format)
+    ]
     return LandmarkDataset(
         records,
         cfg.image_size,
@@ -105,7 +112,7 @@ def build(cfg: TrainConfig) -> Run:
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
     precision = Precision.resolve(cfg.precision)
-    train = dataset_for(cfg, "train", augment=cfg.augment)
+    train = dataset_for(cfg, cfg.train_on, augment=cfg.augment)
     valid = dataset_for(cfg, "valid", augment=False)
     shuffle = torch.Generator()
     loader = torch.utils.data.DataLoader(
@@ -191,26 +198,30 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     }
 
 
-def predict(run: Run, data: LandmarkDataset) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, data: LandmarkDataset, precision: Precision, batch_size: int
+) -> np.ndarray:
     """Landmarks (N, K, 2) in original-image pixels for every image of ``data``."""
-    run.model.eval()
+    model.eval()
     preds = np.zeros((len(data), data.num_landmarks, 2))
-    loader = torch.utils.data.DataLoader(data, batch_size=run.cfg.batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     with torch.no_grad():
         for images, _, idx in loader:
-            with run.precision.autocast():
-                out = run.model(run.precision.batch(images))
-            xy = heatmap.from_heatmap(heatmap.decode(out), run.model.stride).cpu().numpy()
+            with precision.autocast():
+                out = model(precision.batch(images))
+            xy = heatmap.from_heatmap(heatmap.decode(out), model.stride).cpu().numpy()
             for j, i in enumerate(idx.tolist()):
                 preds[i] = data.to_original(i, xy[j])
     return preds
 
 
-def errors_mm(run: Run, data: LandmarkDataset) -> np.ndarray:
+def errors_mm(
+    model: torch.nn.Module, data: LandmarkDataset, precision: Precision, batch_size: int
+) -> np.ndarray:
     """Radial errors (N, K) in mm on ``data``; NaN where a landmark is not annotated."""
     truth = np.stack([r.landmarks for r in data.records])
     sizes = np.array([r.pixel_size for r in data.records])
-    return radial_errors(predict(run, data), truth, sizes)
+    return radial_errors(predict(model, data, precision, batch_size), truth, sizes)
 
 
 def run_training(
@@ -230,7 +241,7 @@ def run_training(
     while run.epoch < cfg.epochs:
         run.epoch += 1
         metrics = train_epoch(run, on_step)
-        metrics.update(summarize(errors_mm(run, run.valid)))
+        metrics.update(summarize(errors_mm(run.model, run.valid, run.precision, cfg.batch_size)))
         metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch)
         if run.best is None or metrics["mre_mm"] < run.best:
             run.best = metrics["mre_mm"]

@@ -1,0 +1,82 @@
+"""From a finished study to a registered model: promote, train, predict, evaluate, report."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from conftest import tiny_study
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_promote_registers_champion_then_challenger_and_predict_scores(
+    project, ray_cluster, capsys
+):
+    study_file = tiny_study(project, name="promo", num_samples=2, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    assert main(["promote", "promo", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "as @champion" in out
+
+    best_yaml = project / "studies" / "promo" / "best.yaml"
+    values = yaml.safe_load(best_yaml.read_text())
+    assert values["epochs"] == 3 and values["backbone"] == "hrnet_w18_small"
+    final = project / "studies" / "promo" / "final"
+    first = json.loads((final / "test_metrics.json").read_text())
+    assert first["alias"] == "champion" and first["images"] >= 1
+    assert (final / "per_landmark.csv").is_file() and (final / "per_landmark.md").is_file()
+    assert len(list((final / "overlays").glob("*.png"))) == 3
+
+    # best.yaml is a config `train` accepts as is.
+    assert main(["train", str(best_yaml), "--out", str(project / "again")]) == 0
+    assert (project / "again" / "best.pt").is_file()
+
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    champion = client.get_model_version_by_alias("promo", "champion")
+    run = client.get_run(champion.run_id)
+    parent = client.get_experiment_by_name("promo")
+    parents = client.search_runs([parent.experiment_id], "tags.`cephtune.role` = 'study'")
+    assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert run.data.metrics["test_mre_mm"] == pytest.approx(first["mre_mm"])
+
+    # A worse model (one epoch) does not take the champion's place.
+    assert main(["promote", "promo", "--epochs", "1"]) == 0
+    second = json.loads((final / "test_metrics.json").read_text())
+    assert second["mre_mm"] > first["mre_mm"], "precondition: one epoch is worse than three"
+    assert second["alias"] == "challenger"
+    assert client.get_model_version_by_alias("promo", "champion").version == champion.version
+
+    # The champion predicts new images; its JSON scores through `evaluate`.
+    data_dir = values["data_dir"]
+    test_images = project / "data_test"
+    test_images.symlink_to(f"{data_dir}/test/Cephalograms")
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                "models:/promo@champion",
+                str(test_images),
+                "--out",
+                str(project / "pred"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["evaluate", "--pred", str(project / "pred"), "--dataset", data_dir, "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["mre_mm"] == pytest.approx(first["mre_mm"], rel=0.05)
+
+    assert main(["report", "promo"]) == 0
+    report = project / "studies" / "promo" / "report" / "report.html"
+    html = report.read_text()
+    study = optuna.load_study(study_name="promo", storage=f"sqlite:///{project}/studies/optuna.db")
+    assert f"#{study.best_trial.number}" in html
+    assert f"{second['mre_mm']:.4g}" in html  # the last promoted model's test table
