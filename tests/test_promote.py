@@ -80,3 +80,51 @@ def test_promote_registers_champion_then_challenger_and_predict_scores(
     study = optuna.load_study(study_name="promo", storage=f"sqlite:///{project}/studies/optuna.db")
     assert f"#{study.best_trial.number}" in html
     assert f"{second['mre_mm']:.4g}" in html  # the last promoted model's test table
+
+
+def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
+    project, ray_cluster, capsys
+):
+    study_file = tiny_study(project, name="top2", num_samples=3, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    assert (
+        main(
+            [
+                "promote",
+                "top2",
+                "--trials",
+                "2",
+                "--epochs",
+                "1",
+                "--train-on",
+                "train+valid",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
+    folder = project / "studies" / "top2"
+    assert len(list((folder / "candidates").glob("trial-*.yaml"))) == 2
+    values = yaml.safe_load((folder / "best.yaml").read_text())
+    assert values["train_on"] == "train+valid" and values["seed"] == 7
+    metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
+    assert metrics["checkpoint"] == "last.pt" and metrics["alias"] == "champion"
+    study = optuna.load_study(study_name="top2", storage=f"sqlite:///{project}/studies/optuna.db")
+    ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)[
+        :2
+    ]
+    assert {f"trial-{t.number}.yaml" for t in ranked} == {
+        p.name for p in (folder / "candidates").glob("trial-*.yaml")
+    }
+
+
+def test_promote_without_a_completed_trial_is_one_line(project, capsys):
+    import optuna as ot
+
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    (project / "studies").mkdir()
+    ot.create_study(study_name="empty", storage=storage)
+    assert main(["promote", "empty"]) == 2
+    err = capsys.readouterr().err
+    assert "has no completed trial to promote" in err and err.count("\n") == 1
