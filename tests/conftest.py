@@ -57,16 +57,29 @@ num_samples: {num_samples}
 max_epochs: {max_epochs}
 asha: {{grace_period: {grace}, reduction_factor: 2}}
 resources: {{cpu: 1}}
-max_concurrent_trials: 2
-seed: 0
+max_concurrent_trials: {concurrent}
+seed: {seed}
 """
 
 
 def tiny_study(
-    root: Path, name: str = "tiny", num_samples: int = 4, max_epochs: int = 2, grace: int = 2
+    root: Path,
+    name: str = "tiny",
+    num_samples: int = 4,
+    max_epochs: int = 2,
+    grace: int = 2,
+    concurrent: int = 2,
+    seed: int = 0,
+    space: str = TINY_SPACE,
 ) -> Path:
-    write(root / "space.yaml", TINY_SPACE)
-    return write(
-        root / "study.yaml",
-        TINY_STUDY.format(name=name, num_samples=num_samples, max_epochs=max_epochs, grace=grace),
+    """A study of tiny HRNet trials on 12 synthetic 80 x 100 images: seconds per trial."""
+    write(root / "space.yaml", space)
+    text = TINY_STUDY.format(
+        name=name,
+        num_samples=num_samples,
+        max_epochs=max_epochs,
+        grace=grace,
+        concurrent=concurrent,
+        seed=seed,
     )
+    return write(root / f"{name}.yaml", text)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import write
+from conftest import tiny_study
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -32,18 +32,6 @@ fixed:
   warmup_epochs: 0
 """
 
-STUDY = """\
-name: {name}
-dataset: {{format: synthetic, n: 12, size: [80, 100], seed: 3}}
-space: space.yaml
-num_samples: {num_samples}
-max_epochs: {max_epochs}
-asha: {{grace_period: 1, reduction_factor: 2}}
-resources: {{cpu: 1}}
-max_concurrent_trials: {concurrent}
-seed: 1
-"""
-
 
 def study_files(
     root: Path,
@@ -53,12 +41,8 @@ def study_files(
     concurrent: int = 1,
     space: str = SPACE,
 ) -> Path:
-    write(root / "space.yaml", space)
-    return write(
-        root / f"{name}.yaml",
-        STUDY.format(
-            name=name, num_samples=num_samples, max_epochs=max_epochs, concurrent=concurrent
-        ),
+    return tiny_study(
+        root, name, num_samples, max_epochs, grace=1, concurrent=concurrent, seed=1, space=space
     )
 
 
