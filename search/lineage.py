@@ -180,3 +180,22 @@ def start_parent(
     params = [Param(k, str(v)[:6000]) for k, v in sorted(fixed.items())]
     client.log_batch(run.info.run_id, params=params)
     return run.info.run_id
+
+
+def sync_runs(client: MlflowClient, experiment_id: str, study: optuna.Study) -> int:
+    """Close trial runs still RUNNING whose Optuna trial has ended; returns how many.
+
+    A driver killed between telling Optuna and ending the MLflow run leaves such a run behind;
+    the storage is the truth, so the run takes the trial's state.
+    """
+    trials = study.get_trials(deepcopy=False)
+    closed = 0
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        number = run.data.tags.get("cephtune.optuna_trial")
+        if number is None or not number.isdigit() or int(number) >= len(trials):
+            continue
+        trial = trials[int(number)]
+        if trial.state in STATE_TAGS:
+            close_run(client, run.info.run_id, trial)
+            closed += 1
+    return closed

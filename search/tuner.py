@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from search import datasets, tracking
-from search.lineage import StudyLineage, close_run, start_parent
+from search.lineage import StudyLineage, close_run, start_parent, sync_runs
 from search.results import FAIL_REASON, INTERRUPTED, finished, load
 from search.searcher import LiveTrials, StudySearch
 from search.space import Space
@@ -184,10 +184,17 @@ def _fit(tuner: tune.Tuner, study: Study, ot_study: optuna.Study) -> bool:
     tuner.fit()
     if len(finished(ot_study)) < study.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
+    _settle(ot_study)
+    return True
+
+
+def _settle(ot_study: optuna.Study) -> None:
+    """A study that has all its trials: no trial or run stays RUNNING anywhere."""
     close_orphans(ot_study)
     attrs = ot_study.user_attrs
-    MlflowClient(tracking.tracking_uri()).set_terminated(attrs["mlflow_parent_run_id"])
-    return True
+    client = MlflowClient(tracking.tracking_uri())
+    sync_runs(client, attrs["mlflow_experiment_id"], ot_study)
+    client.set_terminated(attrs["mlflow_parent_run_id"])
 
 
 def start(
@@ -252,7 +259,7 @@ def resume(
         ensure_ray(address)
         gpu = check_resources(study, cpu_only)
         if len(finished(ot_study)) >= study.num_samples:
-            close_orphans(ot_study)
+            _settle(ot_study)
             return study, data_root, True
         folder = experiment_dir(name).parent / ot_study.user_attrs["ray_run"]
         if tune.Tuner.can_restore(str(folder)):
