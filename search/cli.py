@@ -157,7 +157,10 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cephtune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cephtune",
+        description="Hyperparameter search for cephalometric landmark detection.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("start", help="run a study from its YAML file")
