@@ -8,9 +8,8 @@ page is one file that opens anywhere, offline.
 
 from __future__ import annotations
 
-import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search import report_html as page
 from search import report_plots
 from search.results import FAIL_REASON, INTERRUPTED, best, load
 from search.storage import experiment_dir, mask_url
@@ -28,17 +28,6 @@ from trainables.metrics import SDR_THRESHOLDS_MM, sdr_key
 
 TOP_CURVES = 5
 IMPORTANCE_SEED = 0  # fANOVA fits a random forest: a fixed seed gives the same page twice
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-thead th{background:#f2f2f2}table.kv th{background:#fafafa;font-weight:600}
-td{font-variant-numeric:tabular-nums}img{max-width:100%}
-figure{display:inline-block;margin:.5em}figcaption{font-size:.85em;color:#555}
-.note{color:#555}
-"""
 
 
 def write_report(
@@ -73,10 +62,10 @@ def render(study: optuna.Study, storage_url: str, final_dir: Path) -> str:
         _importances(study, trials),
         _trial_table(ranked),
     ]
-    title = _esc(f"cephtune report: {study.study_name}")
+    title = page.esc(f"cephtune report: {study.study_name}")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>{CSS}</style></head>\n<body>\n"
+        f"<title>{title}</title><style>{page.CSS}</style></head>\n<body>\n"
         + "\n".join(parts)
         + "\n</body></html>\n"
     )
@@ -109,23 +98,23 @@ def _header(
         ("storage", mask_url(storage_url)),
         ("num_samples", spec.get("num_samples")),
         ("max_epochs", spec.get("max_epochs")),
-        ("first trial started", _when(min(started)) if started else None),
-        ("last trial ended", _when(max(ended)) if ended else None),
+        ("first trial started", page.when(min(started)) if started else None),
+        ("last trial ended", page.when(max(ended)) if ended else None),
         ("MLflow experiment", study.user_attrs.get("mlflow_experiment_id")),
-        ("report written", _when(datetime.now())),
+        ("report written", page.when(datetime.now())),
     ]
-    return f"<h1>Study {_esc(study.study_name)}</h1>\n{_kv(rows)}"
+    return f"<h1>Study {page.esc(study.study_name)}</h1>\n{page.kv(rows)}"
 
 
 def _counts(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
     if not trials:
-        return _section("Trials", "<p>No trials yet.</p>")
+        return page.section("Trials", "<p>No trials yet.</p>")
     labels = [state_label(t) for t in trials]
     shown = ["completed", "pruned", "failed", "interrupted"]
     shown += sorted(set(labels) - set(shown))  # running/waiting only when there are any
     rows = [(label, labels.count(label)) for label in shown]
     replaced = "; interrupted trials were replaced" if "interrupted" in labels else ""
-    samples = _esc(_fmt(spec.get("num_samples")))
+    samples = page.esc(page.fmt(spec.get("num_samples")))
     body = f"<p>{len(trials)} trials in the storage for num_samples = {samples}{replaced}.</p>"
     reasons: dict[str, list[int]] = {}
     for trial, label in zip(trials, labels, strict=True):
@@ -133,22 +122,22 @@ def _counts(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
             reason = trial.user_attrs.get(FAIL_REASON) or "(no reason recorded)"
             reasons.setdefault(str(reason), []).append(trial.number)
     items = "".join(
-        f"<li>{_esc(reason)} (trial {', '.join(f'#{n}' for n in numbers)})</li>"
+        f"<li>{page.esc(reason)} (trial {', '.join(f'#{n}' for n in numbers)})</li>"
         for reason, numbers in reasons.items()
     )
     failures = f"<p>Why trials failed:</p><ul>{items}</ul>" if items else ""
-    return _section("Trials", body + _kv(rows) + failures)
+    return page.section("Trials", body + page.kv(rows) + failures)
 
 
 def _best(study: optuna.Study, trials: Sequence[FrozenTrial], metric: str) -> str:
     if not any(t.state == TrialState.COMPLETE for t in trials):
-        return _section("Best trial", "<p>No finished trial yet.</p>")
+        return page.section("Best trial", "<p>No finished trial yet.</p>")
     top = best(study)
     line = (
-        f"<p>Best trial <b>#{top['trial']}</b>: {_esc(metric)} = "
-        f"<b>{_esc(_fmt(top['value']))}</b>. Its full configuration:</p>"
+        f"<p>Best trial <b>#{top['trial']}</b>: {page.esc(metric)} = "
+        f"<b>{page.esc(page.fmt(top['value']))}</b>. Its full configuration:</p>"
     )
-    return _section("Best trial", line + _kv(sorted(top["config"].items())))
+    return page.section("Best trial", line + page.kv(sorted(top["config"].items())))
 
 
 def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
@@ -157,7 +146,7 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
     samples, epochs = spec.get("num_samples"), spec.get("max_epochs")
     if not (isinstance(samples, int) and isinstance(epochs, int) and samples * epochs > 0):
         note = "the study records no num_samples and max_epochs to compare with"
-        return _section("Compute", f"<p>{run} epochs run; {note}.</p>")
+        return page.section("Compute", f"<p>{run} epochs run; {note}.</p>")
     budget = samples * epochs
     saved = 1 - run / budget
     verdict = f"{saved:.0%} saved" if saved >= 0 else f"{-saved:.0%} over"
@@ -174,13 +163,15 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
             f'<p class="note">Only {ended} of {samples} trials have finished, so the saving is '
             "not final.</p>"
         )
-    return _section("Compute", body)
+    return page.section("Compute", body)
 
 
 def _test_results(final_dir: Path) -> str:
     path = final_dir / "test_metrics.json"
     if not path.is_file():
-        return _section("Test set", f"<p>No promoted model yet ({_esc(path)} not found).</p>")
+        return page.section(
+            "Test set", f"<p>No promoted model yet ({page.esc(path)} not found).</p>"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -193,15 +184,15 @@ def _test_results(final_dir: Path) -> str:
         ("test images", data.get("images")),
         ("MRE (mm)", data.get("mre_mm")),
         ("MRE SD (mm)", data.get("mre_sd_mm")),
-        *((f"SDR@{t:g}mm", _pct(data.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
+        *((f"SDR@{t:g}mm", page.pct(data.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
     ]
-    body = _kv(rows)
+    body = page.kv(rows)
     landmarks = data.get("per_landmark") or {}
     if isinstance(landmarks, dict) and landmarks:
-        body += "<h3>Per landmark</h3>" + _table(
+        body += "<h3>Per landmark</h3>" + page.table(
             ("landmark", "MRE (mm)", "SD (mm)", "SDR@2mm", "n"),
             (
-                (symbol, r.get("mre_mm"), r.get("sd_mm"), _pct(r.get("sdr_2mm")), r.get("n"))
+                (symbol, r.get("mre_mm"), r.get("sd_mm"), page.pct(r.get("sdr_2mm")), r.get("n"))
                 for symbol, r in landmarks.items()
                 if isinstance(r, dict)
             ),
@@ -210,101 +201,60 @@ def _test_results(final_dir: Path) -> str:
     if overlays:
         body += "<h3>Overlays</h3>" + "".join(
             f'<figure><img src="{report_plots.png_data_uri(p.read_bytes())}" '
-            f'alt="{_esc(p.name)}"><figcaption>{_esc(p.stem)}</figcaption></figure>'
+            f'alt="{page.esc(p.name)}"><figcaption>{page.esc(p.stem)}</figcaption></figure>'
             for p in overlays
         )
-    return _section("Test set (promoted model)", body)
+    return page.section("Test set (promoted model)", body)
 
 
 def _curves(ranked: Sequence[FrozenTrial], metric: str) -> str:
     with_epochs = [t for t in ranked if t.intermediate_values]
     if not with_epochs:
-        return _section("Learning curves", "<p>No trial has reported an epoch yet.</p>")
+        return page.section("Learning curves", "<p>No trial has reported an epoch yet.</p>")
     top = [t for t in with_epochs if t.value is not None][:TOP_CURVES]
     uri = report_plots.learning_curves(with_epochs, top, metric)
     body = (
-        f"<p>{_esc(metric)} per epoch: the {len(top)} best trials in colour, every trial "
+        f"<p>{page.esc(metric)} per epoch: the {len(top)} best trials in colour, every trial "
         f'in grey.</p><img src="{uri}" alt="learning curves">'
     )
-    return _section("Learning curves", body)
+    return page.section("Learning curves", body)
 
 
 def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
     done = sum(t.state == TrialState.COMPLETE for t in trials)
     if done < 2:
         body = f"<p>Not enough completed trials ({done}; fANOVA needs at least 2).</p>"
-        return _section("Parameter importances", body)
+        return page.section("Parameter importances", body)
     evaluator = FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
     try:
         importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except ValueError as e:  # e.g. no parameter shared by all completed trials
-        body = f"<p>Not enough completed trials to estimate importances ({_esc(e)}).</p>"
-        return _section("Parameter importances", body)
+        body = f"<p>Not enough completed trials to estimate importances ({page.esc(e)}).</p>"
+        return page.section("Parameter importances", body)
     if not importances:
-        return _section("Parameter importances", "<p>The study samples no parameters.</p>")
+        return page.section("Parameter importances", "<p>The study samples no parameters.</p>")
     uri = report_plots.importance_bars(importances)
     body = (
         f"<p>fANOVA over the {done} completed trials (pruned trials are left out).</p>"
         f'<img src="{uri}" alt="parameter importances">'
-        + _table(("parameter", "importance"), importances.items())
+        + page.table(("parameter", "importance"), importances.items())
     )
-    return _section("Parameter importances", body)
+    return page.section("Parameter importances", body)
 
 
 def _trial_table(ranked: Sequence[FrozenTrial]) -> str:
     if not ranked:
-        return _section("All trials", "<p>No trials yet.</p>")
+        return page.section("All trials", "<p>No trials yet.</p>")
     rows = (
         (
             t.number,
             state_label(t),
             t.value,
             len(t.intermediate_values),
-            ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(t.params.items())),
+            ", ".join(f"{k}={page.fmt(v)}" for k, v in sorted(t.params.items())),
             t.user_attrs.get(FAIL_REASON, ""),
         )
         for t in ranked
     )
     head = ("trial", "state", "value", "epochs", "params", "fail reason")
-    return _section("All trials, best first", _table(head, rows))
-
-
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{_esc(title)}</h2>\n{body}\n</section>"
-
-
-def _kv(rows: Iterable[tuple[str, Any]]) -> str:
-    cells = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v))}</td></tr>" for k, v in rows)
-    return f'<table class="kv">{cells}</table>'
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    top = "".join(f"<th>{_esc(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_esc(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{top}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(value: Any) -> str:
-    """Numbers to 4 significant digits, containers as JSON, None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
-
-
-def _pct(value: Any) -> str | None:
-    """An SDR fraction (0–1, as ``trainables.metrics`` computes it) as a percentage."""
-    return f"{value:.1%}" if isinstance(value, int | float) else None
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
+    return page.section("All trials, best first", page.table(head, rows))

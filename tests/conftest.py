@@ -83,3 +83,17 @@ def tiny_study(
         seed=seed,
     )
     return write(root / f"{name}.yaml", text)
+
+
+# A small conditional space the space tests extend:
+# model -> backbone (hrnet only), image_size -> batch_size; POINT is a warm-start point in it.
+BASE = """\
+params:
+  model: {type: categorical, choices: [hrnet, resnet]}
+  backbone: {type: categorical, choices: [hrnet_w18, hrnet_w32], when: {model: hrnet}}
+  lr: {type: float, low: 1.0e-4, high: 5.0e-4, log: true}
+  image_size: {type: categorical, choices: [256, 512]}
+  batch_size: {type: int, low: 8, high: 32, step: 4, cases: [{when: {image_size: 512}, high: 16}]}
+"""
+
+POINT = "{model: hrnet, backbone: hrnet_w18, lr: 2.0e-4, image_size: 256, batch_size: 16}"
