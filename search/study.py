@@ -15,7 +15,8 @@ Schema (``studies/*.yaml``)::
     mode: min
     num_samples: 8
     max_epochs: 8
-    asha: {grace_period: 2, reduction_factor: 2}
+    asha: {grace_period: 2, reduction_factor: 2}   # or `asha: false`: every trial runs max_epochs
+    sampler: tpe                      # tpe | random (a baseline to compare TPE against)
     resources: {cpu: 1, gpu: 0}       # per trial; gpu may be fractional
     max_concurrent_trials: 2          # optional
     seed: 0
@@ -37,6 +38,7 @@ from trainables.metrics import SDR_THRESHOLDS_MM, sdr_key
 
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 METRICS = ("mre_mm", "mre_sd_mm", "train_loss", *(sdr_key(t) for t in SDR_THRESHOLDS_MM))
+SAMPLERS = ("tpe", "random")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STUDY_KEYS = (
     "name",
@@ -47,6 +49,7 @@ STUDY_KEYS = (
     "num_samples",
     "max_epochs",
     "asha",
+    "sampler",
     "resources",
     "max_concurrent_trials",
     "seed",
@@ -88,6 +91,8 @@ class Study:
     max_concurrent_trials: int | None
     seed: int
     storage: str
+    early_stopping: bool = True  # ASHA; False runs every trial to max_epochs
+    sampler: str = "tpe"
 
     def spec(self) -> dict[str, Any]:
         """The resolved study as JSON data, as stored with the Optuna study and compared on
@@ -126,12 +131,17 @@ def load_study(path: Path | str) -> Study:
     mode = check.string(raw.get("mode", "min"), "mode", ("min", "max"))
     num_samples = check.integer(raw["num_samples"], "num_samples", minimum=1)
     max_epochs = check.integer(raw["max_epochs"], "max_epochs", minimum=1)
-    asha = check.mapping(raw.get("asha", {}), "asha")
+    asha = raw.get("asha", {})
+    early_stopping = asha is not False
+    if not isinstance(asha, dict | bool) or asha is True:
+        raise check.fail("asha", f"must be a mapping or false (no early stopping), got {asha!r}")
+    asha = asha or {}
     check.keys(asha, ("grace_period", "reduction_factor"), prefix="asha.")
     grace = check.integer(asha.get("grace_period", 1), "asha.grace_period", minimum=1)
     if grace > max_epochs:
         raise check.fail("asha.grace_period", f"must be <= max_epochs ({max_epochs}), got {grace}")
     factor = check.integer(asha.get("reduction_factor", 2), "asha.reduction_factor", minimum=2)
+    sampler = check.string(raw.get("sampler", "tpe"), "sampler", SAMPLERS)
     resources = check.mapping(raw.get("resources", {}), "resources")
     check.keys(resources, ("cpu", "gpu"), prefix="resources.")
     cpu = check.number(resources.get("cpu", 1), "resources.cpu", positive=True)
@@ -159,6 +169,8 @@ def load_study(path: Path | str) -> Study:
         concurrent,
         seed,
         storage,
+        early_stopping,
+        sampler,
     )
 
 

@@ -21,7 +21,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search import datasets, tracking
 from search.lineage import StudyLineage, close_run, start_parent, sync_runs
@@ -44,6 +44,9 @@ class Suggest:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         return {**self.space.suggest(trial), **self.constants}
+
+
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 
 
 def trial_dirname(trial) -> str:
@@ -137,7 +140,7 @@ def _tuner(
         metric=study.metric,
         mode=study.mode,
         points_to_evaluate=points or None,
-        sampler=optuna.samplers.TPESampler(seed=study.seed),
+        sampler=SAMPLERS[study.sampler](seed=study.seed),
         study_name=study.name,
         storage=ot_study._storage,
         max_t=study.max_epochs,
@@ -151,19 +154,13 @@ def _tuner(
         study.metric,
         study.mode,
     )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=study.max_epochs,
-        grace_period=study.grace_period,
-        reduction_factor=study.reduction_factor,
-    )
     return tune.Tuner(
         tune.with_resources(trainable, {"cpu": study.cpu, "gpu": gpu}),
         tune_config=tune.TuneConfig(
             metric=study.metric,
             mode=study.mode,
             search_alg=searcher,
-            scheduler=scheduler,
+            scheduler=_scheduler(study),
             num_samples=num_samples,
             max_concurrent_trials=study.max_concurrent_trials,
             reuse_actors=True,
@@ -176,6 +173,18 @@ def _tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1,
         ),
+    )
+
+
+def _scheduler(study: Study) -> TrialScheduler:
+    """ASHA on the study's metric, or none (FIFO: every trial runs ``max_epochs``)."""
+    if not study.early_stopping:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=study.max_epochs,
+        grace_period=study.grace_period,
+        reduction_factor=study.reduction_factor,
     )
 
 

@@ -71,6 +71,8 @@ STUDY_CASES = [
     ("num_samples: 0\n", "num_samples must be >= 1"),
     ("asha: {grace_period: 5, reduction_factor: 2}\n", "asha.grace_period must be <= max_epochs"),
     ("asha: {grace_period: 1, reduction_factor: 1}\n", "asha.reduction_factor must be >= 2"),
+    ("asha: true\n", "asha must be a mapping or false"),
+    ("sampler: grid\n", "sampler must be one of tpe, random"),
     ("mode: minimum\n", "mode must be one of min, max"),
     ("metric: accuracy\n", "metric must be one of"),
     ("resources: {cpu: 0}\n", "resources.cpu must be > 0"),

@@ -71,6 +71,18 @@ def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluste
             assert run.data.tags["cephtune.state"] == "pruned"
 
 
+def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(project, ray_cluster):
+    study_file = study_files(project, "baseline", num_samples=3, max_epochs=2, concurrent=2)
+    lines = [line for line in study_file.read_text().splitlines() if not line.startswith("asha")]
+    study_file.write_text("\n".join([*lines, "sampler: random", "asha: false", ""]))
+    assert main(["start", str(study_file)]) == 0
+    study = load(project, "baseline")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    assert study.user_attrs["spec"]["sampler"] == "random"
+    assert study.user_attrs["spec"]["early_stopping"] is False
+
+
 def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
     study_file = study_files(project, "crash", num_samples=4, max_epochs=3, concurrent=2)
     env = {**os.environ, "CEPHTUNE_CACHE_DIR": str(cache_dir)}
