@@ -13,9 +13,9 @@ import numpy as np
 
 from search.study import DatasetSpec
 from trainables.cache import resolve_cache_dir
-from trainables.data import load_split
 from trainables.errors import ConfigError
 from trainables.metrics import radial_errors, summarize
+from trainables.records import load_split
 from trainables.synth import SynthSpec, write_dataset
 
 

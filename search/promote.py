@@ -28,13 +28,13 @@ from search import results, standalone, tracking
 from search.storage import study_lock
 from trainables import checkpoint
 from trainables.config import TrainConfig
-from trainables.data import symbols
 from trainables.errors import ConfigError
 from trainables.heatmap import adaptive_sigma
 from trainables.metrics import per_landmark, radial_errors, summarize
 from trainables.model import create_model
 from trainables.overlay import draw_overlay
 from trainables.precision import Precision
+from trainables.records import symbols
 from trainables.train import dataset_for, predict
 
 TEST_METRIC = "test_mre_mm"

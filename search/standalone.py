@@ -13,8 +13,8 @@ from search import tracking
 from search.schema import load_mapping
 from trainables import checkpoint
 from trainables.config import TrainConfig
-from trainables.data import load_split
 from trainables.errors import ConfigError
+from trainables.records import load_split
 from trainables.train import NonFiniteLoss, State, run_training, should_checkpoint
 
 RESUMABLE_CHANGES = {"epochs"}  # a resumed run may be extended, nothing else

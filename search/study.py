@@ -33,8 +33,8 @@ from typing import Any
 
 from search.schema import Checker, load_mapping
 from search.space import Space, load_space
-from trainables.data import FORMATS
 from trainables.metrics import SDR_THRESHOLDS_MM, sdr_key
+from trainables.records import FORMATS
 
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 METRICS = ("mre_mm", "mre_sd_mm", "train_loss", *(sdr_key(t) for t in SDR_THRESHOLDS_MM))

@@ -32,7 +32,7 @@ from search.storage import experiment_dir, open_storage, resolve_url, study_exis
 from search.study import Study, load_study
 from trainables.cache import resolve_cache_dir
 from trainables.errors import ConfigError
-from trainables.train import trainable
+from trainables.trial import trainable
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from trainables.data import get_format
 from trainables.errors import DataError
 from trainables.formats import ANNOTATORS, SPLITS, DatasetFormat, SplitIndex
+from trainables.records import get_format
 
 
 @dataclass

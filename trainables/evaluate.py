@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from trainables import aariz
-from trainables.data import get_format, load_split
 from trainables.errors import DataError
 from trainables.metrics import per_landmark, radial_errors, summarize
+from trainables.records import get_format, load_split
 
 
 def write_prediction(path: Path, ceph_id: str, xy: np.ndarray, symbols: tuple[str, ...]) -> None:

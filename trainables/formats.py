@@ -1,7 +1,7 @@
 """What a dataset reader provides, and the records every reader produces.
 
 A reader (``trainables.aariz``, ``trainables.isbi``) only knows its folder layout and file
-formats; ``trainables.data`` turns its pieces into records and ``trainables.check`` inspects the
+formats; ``trainables.records`` turns its pieces into records and ``trainables.check`` inspects the
 same pieces without stopping at the first problem.
 """
 

@@ -1,18 +1,16 @@
 """The one shared trainable: config -> data -> model -> loss -> schedule -> per-epoch metrics.
 
 ``run_training`` is the plain training function: the standalone ``train`` command, benchmarks
-and tests call it with their own ``report``; ``trainable`` is the Ray Tune function trainable
-that every trial runs.
+and tests call it with their own ``report``; ``trainables.trial.trainable`` is the Ray Tune
+function trainable that every trial runs around it.
 """
 
 from __future__ import annotations
 
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,6 @@ from trainables.precision import Precision
 from trainables.schedule import warmup_cosine_restarts
 
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each one syncs a GPU)
-CHECKPOINT_NAME = "checkpoint.pt"
 
 State = Callable[[], dict[str, Any]]
 Report = Callable[[dict[str, Any], State], None]
@@ -253,26 +250,3 @@ def should_checkpoint(cfg: TrainConfig, epoch: int) -> bool:
     """Every ``checkpoint_every`` epochs and the last one; never when it is 0."""
     every = cfg.checkpoint_every
     return every > 0 and (epoch % every == 0 or epoch == cfg.epochs)
-
-
-def trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one ``tune.report`` (and checkpoint) per epoch."""
-    from ray import tune
-
-    resume = None
-    found = tune.get_checkpoint()
-    if found is not None:
-        with found.as_directory() as folder:
-            resume = checkpoint.load(Path(folder) / CHECKPOINT_NAME)
-
-    cfg = TrainConfig.from_dict(config)
-
-    def report(metrics: dict[str, Any], state: State) -> None:
-        if not should_checkpoint(cfg, metrics["epoch"]):
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            checkpoint.save(Path(folder) / CHECKPOINT_NAME, state())
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-    run_training(cfg, report, resume)
