@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables.augment import AugmentConfig, augment, augment_config, random_affine
+from trainables.augment import (
+    AugmentConfig,
+    augment,
+    augment_config,
+    random_affine,
+    warp_image,
+)
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
 
@@ -37,6 +43,47 @@ def test_matrix_rotates_about_the_pixel_centre_of_the_image():
     matrix = random_affine(cfg, SIZE, np.random.default_rng(0))
     c = (SIZE - 1) / 2
     np.testing.assert_allclose(matrix @ [c, c, 1], [c, c, 1], atol=1e-9)
+
+
+def reference_warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Textbook bilinear warp in float64: output pixel p samples the source at matrix^-1 p,
+    pixel centres at integers, every tap outside the image reads 0."""
+    h, w = image.shape
+    inv = np.linalg.inv(matrix)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+
+    def tap(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        return np.where(inside, image[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], 0.0)
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize("shape", [(SIZE, SIZE), (40, 56), (256, 256)])
+@pytest.mark.parametrize("seed", range(4))
+def test_warp_matches_a_reference_bilinear_warp(shape, seed):
+    # Strong warps, so that part of the output samples outside the image (the zero pad).
+    cfg = AugmentConfig(rotation_deg=40, scale=0.4, translate=0.3)
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape).astype(np.float32)
+    matrix = random_affine(cfg, shape[1], rng)
+    out = warp_image(image, matrix)
+    assert out.dtype == np.float32 and out.shape == shape
+    np.testing.assert_allclose(out, reference_warp(image.astype(np.float64), matrix), atol=1e-4)
+
+
+def test_integer_shift_moves_pixels_exactly():
+    image = np.random.default_rng(0).random((SIZE, SIZE)).astype(np.float32)
+    matrix = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]])
+    out = warp_image(image, matrix)
+    np.testing.assert_allclose(out[: SIZE - 2, 3:], image[2:, : SIZE - 3], atol=1e-5)
+    assert np.abs(out[:, :3]).max() < 1e-5 and np.abs(out[SIZE - 2 :, :]).max() < 1e-5
 
 
 def test_intensity_stays_in_unit_range_and_is_seeded():
