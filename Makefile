@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install install-test lint
+.PHONY: quickstart test install install-test lint bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,3 +28,8 @@ test: install-test
 
 lint: install-test
 	$(BIN)/ruff check search trainables tests search.py
+
+# Benchmarks print their figures and a last line `RATIO name=value ...` (or `SKIP reason`).
+BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu
+bench: install
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done

@@ -1,0 +1,234 @@
+"""Data pipeline: epoch time from full-size PNGs with the shared cache vs decoding every epoch.
+
+Both variants are the same dataset, augmentation, DataLoader settings and training step; the
+decoded one only swaps where ``LandmarkDataset`` takes its image from (``load_image`` on the PNG
+instead of the memory-mapped cache). It times (a) the loader alone and (b) a whole training epoch,
+interleaved, and reports the training epoch's data-wait fraction at the default ``num_workers``
+and what one more worker process buys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import finish, header, interleaved, median, parser, spread, synthetic, timed
+
+from trainables.augment import augment, random_affine, warp_image
+from trainables.config import TrainConfig
+from trainables.data import LandmarkDataset
+from trainables.letterbox import load_image
+from trainables.train import Run, build, dataset_for, train_epoch
+
+FULL = {"n": 34, "width": 1935, "height": 2400, "size": 256, "batch": 4, "repeats": 5}
+SMOKE = {"n": 6, "width": 400, "height": 500, "size": 64, "batch": 2, "repeats": 1}
+MODEL = {"model": "hrnet", "backbone": "hrnet_w18_small"}  # the lightest registered model
+
+
+class Decoded:
+    """Indexes like the cache array, but decodes and letterboxes the PNG on every access."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        self.paths, self.size = paths, size
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return load_image(self.paths[i], self.size)[0]
+
+
+class DecodingDataset(LandmarkDataset):
+    """``LandmarkDataset`` that decodes each epoch: only the image source differs."""
+
+    def _array(self) -> Decoded:  # type: ignore[override]
+        return Decoded([r.image for r in self.records], self.image_size)
+
+
+def decoding_twin(data: LandmarkDataset, cfg: TrainConfig) -> DecodingDataset:
+    return DecodingDataset(
+        data.records,
+        data.image_size,
+        fmt=cfg.dataset_format,
+        root=cfg.data_dir,
+        split=cfg.train_on,
+        cache_dir=cfg.cache_dir,
+        augment=data.augment,
+        seed=data.seed,
+    )
+
+
+def with_data(run: Run, data: LandmarkDataset, num_workers: int) -> Run:
+    """A Run sharing ``run``'s model and optimiser, over ``data`` with ``run``'s loader settings."""
+    old = run.loader
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=old.batch_size,
+        shuffle=True,
+        generator=run.shuffle,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=old.pin_memory,
+        drop_last=old.drop_last,
+    )
+    return dataclasses.replace(run, train=data, loader=loader, epoch=0)
+
+
+def loader_epoch(run: Run) -> Callable[[], None]:
+    """Iterate one epoch of the loader, no model; each call is the next epoch's draws."""
+    epochs = itertools.count(1)
+
+    def once() -> None:
+        epoch = next(epochs)
+        run.train.set_epoch(epoch)
+        run.shuffle.manual_seed(epoch)
+        for _ in run.loader:
+            pass
+
+    return once
+
+
+def training_epoch(run: Run, waits: list[float]) -> Callable[[], None]:
+    """One ``train_epoch``; records its data-wait fraction."""
+
+    def once() -> None:
+        run.epoch += 1
+        waits.append(train_epoch(run)["data_wait_frac"])
+
+    return once
+
+
+def per_call(fn: Callable[[], object], calls: int) -> Callable[[], float]:
+    """Mean seconds per call over ``calls`` calls."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
+
+    return run
+
+
+def row(name: str, a: list[float], b: list[float]) -> str:
+    return f"{name:<26}{spread(a):>24}{spread(b):>24}{median(b) / median(a):>9.1f}x"
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = SMOKE if args.smoke else FULL
+    repeats = args.repeats or p["repeats"]
+    header("data pipeline: shared cache vs decoding each epoch")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cephtune-bench-", dir=args.workdir) as scratch:
+        cache = Path(scratch) / "cache"  # fresh every run, so the build below is a cold build
+        os.environ["CEPHTUNE_CACHE_DIR"] = str(cache)
+        start = time.perf_counter()
+        data = synthetic(args.workdir or Path(scratch), p["n"], p["width"], p["height"])
+        made = time.perf_counter() - start
+        cfg = TrainConfig(
+            data_dir=str(data),
+            cache_dir=str(cache),
+            image_size=p["size"],
+            batch_size=p["batch"],
+            epochs=1,
+            **MODEL,
+        )
+        start = time.perf_counter()
+        n = len(dataset_for(cfg, cfg.train_on, augment=cfg.augment))
+        built = time.perf_counter() - start
+        print(
+            f"data: {n} train PNGs of {p['width']} x {p['height']} px -> {p['size']} px, "
+            f"batch {p['batch']}, {MODEL['model']}/{MODEL['backbone']}, "
+            f"num_workers={cfg.num_workers} (default), num_threads={cfg.num_threads}, "
+            f"augment on; {repeats} interleaved repeats"
+        )
+        print(f"data generated in {made:.1f} s; one-off cache build {built:.2f} s ({n} images)")
+
+        run = build(cfg)
+        cached = run
+        decoded = with_data(run, decoding_twin(run.train, cfg), cfg.num_workers)
+        workers = min(4, max(1, len(os.sched_getaffinity(0)) - 1))
+        pooled = with_data(run, run.train, workers)
+
+        # Per-sample costs, to see what limits each ratio.
+        image = np.array(run.train._array()[0])
+        path = run.train.records[0].image
+        matrix = random_affine(run.train.augment, p["size"], np.random.default_rng(0))
+        unit = image.astype(np.float32) / 255.0
+        rng = np.random.default_rng(0)
+        costs = interleaved(
+            {
+                "decode + letterbox (load_image)": per_call(lambda: load_image(path, p["size"]), 3),
+                "augment (warp + intensity)": per_call(
+                    lambda: augment(image, run.train.coords[0], run.train.augment, rng), 20
+                ),
+                "  of which warp_image": per_call(lambda: warp_image(unit, matrix), 20),
+                "cached sample (__getitem__)": per_call(lambda: run.train[0], 20),
+                "decoded sample (__getitem__)": per_call(lambda: decoded.train[0], 3),
+            },
+            repeats,
+        )
+
+        for fn in (loader_epoch(cached), loader_epoch(decoded)):
+            fn()  # warm the page cache and the allocator
+        loader = interleaved(
+            {"cached": timed(loader_epoch(cached)), "decoded": timed(loader_epoch(decoded))},
+            repeats,
+        )
+
+        waits: dict[str, list[float]] = {"cached": [], "decoded": [], "pooled": []}
+        variants = {"cached": cached, "decoded": decoded, "pooled": pooled}
+        for r in variants.values():
+            training_epoch(r, [])()  # warm-up: first-step allocation, worker start-up
+            r.epoch = 0
+        train = interleaved(
+            {name: timed(training_epoch(r, waits[name])) for name, r in variants.items()},
+            repeats,
+        )
+
+    print()
+    print("per sample (ms), median [min-max]:")
+    for name, values in costs.items():
+        print(f"  {name:<34}{spread([v * 1e3 for v in values]):>26}")
+    print()
+    print(f"{'epoch time (s)':<26}{'cached':>24}{'decoded':>24}{'ratio':>10}")
+    print(row("loader only", loader["cached"], loader["decoded"]))
+    print(row("training epoch", train["cached"], train["decoded"]))
+    wait = median(waits["cached"])
+    print(
+        f"data_wait_frac at num_workers={cfg.num_workers}: cached {wait:.3f}, "
+        f"decoded {median(waits['decoded']):.3f}"
+    )
+    pooled_gain = median(train["cached"]) / median(train["pooled"])
+    print(
+        f"cached training epoch with num_workers={workers}: {spread(train['pooled'])} s, "
+        f"{pooled_gain:.2f}x of num_workers={cfg.num_workers}; "
+        f"data_wait_frac {median(waits['pooled']):.3f}"
+    )
+
+    cached_sample = median(train["cached"]) / n
+    gap = (median(loader["decoded"]) - median(loader["cached"])) / n
+    print()
+    print(
+        f"limits: a cached training sample costs ~{cached_sample * 1e3:.0f} ms here, almost all "
+        f"of it the CPU model step, and decoding adds ~{gap * 1e3:.0f} ms, so the training-epoch "
+        f"ratio can only be ~1 + {gap * 1e3:.0f}/{cached_sample * 1e3:.0f} = "
+        f"{1 + gap / cached_sample:.2f}x on this machine; it tends to the loader-only ratio as "
+        "the step gets short (a GPU). The loader-only ratio is (decode + augment) / augment."
+    )
+    finish(
+        cache_speedup=median(train["decoded"]) / median(train["cached"]),
+        loader_speedup=median(loader["decoded"]) / median(loader["cached"]),
+        data_wait_frac=wait,
+        workers_speedup=pooled_gain,
+    )
+
+
+if __name__ == "__main__":
+    main()
