@@ -10,6 +10,7 @@ that finished (completed, pruned or failed on their own).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search import datasets, tracking
@@ -56,6 +58,7 @@ def trial_dirname(trial) -> str:
 
 def ensure_ray(address: str | None = None) -> None:
     """Start a local Ray, or join the cluster at ``address`` (auto, HOST:PORT, ray://…)."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the loggers are in RunConfig
     if ray.is_initialized():
         return
     if address is not None:
@@ -169,7 +172,9 @@ def _tuner(
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(folder.parent),
-            callbacks=[LiveTrials(), lineage],
+            # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
+            # has the same metrics, and tensorboardX costs the driver a torch import.
+            callbacks=[LiveTrials(), lineage, CSVLoggerCallback(), JsonLoggerCallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1,
         ),
