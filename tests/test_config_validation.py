@@ -106,6 +106,15 @@ def test_every_shipped_space_and_study_loads():
         assert study.space.params
 
 
+def test_loader_workers_default_to_none_on_cpu_and_one_per_trial_cpu_on_cuda():
+    assert TrainConfig.from_dict({}).workers(cuda=False) == 0
+    assert TrainConfig.from_dict({"num_threads": 2}).workers(cuda=True) == 2
+    assert TrainConfig.from_dict({"num_threads": 16}).workers(cuda=True) == 4
+    assert TrainConfig.from_dict({"num_workers": 3}).workers(cuda=False) == 3
+    with pytest.raises(ConfigError, match="num_workers must be >= 0, got -1"):
+        TrainConfig.from_dict({"num_workers": -1})
+
+
 def test_trainable_config_rejects_unknown_keys_and_types():
     with pytest.raises(ConfigError, match="unknown trainable key 'lrate'"):
         TrainConfig.from_dict({"lrate": 1e-3})

@@ -19,7 +19,7 @@ class TrainConfig:
     dataset_format: str = "aariz"  # aariz | isbi (synthetic data is written in the Aariz layout)
     annotator: str = "mean"  # senior | junior | mean
     cache_dir: str | None = None  # shared preprocessing cache; None = the user cache dir
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int | None = None  # DataLoader worker processes; None = auto (see workers())
     train_on: str = "train"  # train | train+valid (a final model may learn from both)
     augment: bool = True  # train split only
     aug_rotation_deg: float = 5.0
@@ -54,7 +54,7 @@ class TrainConfig:
     eta_min: float = 1e-6
     image_size: int = 256
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
-    checkpoint_every: int = 1  # epochs between checkpoints, and the last (0 = never)
+    checkpoint_every: int = 5  # epochs between checkpoints, and the last (0 = never)
     num_threads: int = 1
     seed: int = 0
 
@@ -100,7 +100,6 @@ class TrainConfig:
             "warmup_epochs",
             "eta_min",
             "weight_decay",
-            "num_workers",
             "checkpoint_every",
             "aug_rotation_deg",
             "aug_scale",
@@ -113,6 +112,8 @@ class TrainConfig:
             value = getattr(self, key)
             if value < 0:
                 raise ConfigError(f"{where}: {key} must be >= 0, got {value}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"{where}: num_workers must be >= 0, got {self.num_workers}")
         if self.sigma is not None and not self.sigma > 0:
             raise ConfigError(f"{where}: sigma must be > 0, got {self.sigma}")
         if self.image_size % 32:
@@ -129,6 +130,14 @@ class TrainConfig:
             if value not in allowed:
                 options = ", ".join(allowed)
                 raise ConfigError(f"{where}: {key} must be one of {options}, got {value!r}")
+
+    def workers(self, cuda: bool) -> int:
+        """DataLoader workers: as configured, else none on CPU (the step dominates and a worker
+        competes with the trial's threads; measured in benchmarks/data_pipeline.py) and up to 4
+        on CUDA, one per CPU of the trial, so that augmentation overlaps the GPU step."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return min(4, self.num_threads) if cuda else 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -112,13 +112,14 @@ def build(cfg: TrainConfig) -> Run:
     train = dataset_for(cfg, cfg.train_on, augment=cfg.augment)
     valid = dataset_for(cfg, "valid", augment=False)
     shuffle = torch.Generator()
+    workers = cfg.workers(cuda=precision.device.type == "cuda")
     loader = torch.utils.data.DataLoader(
         train,
         batch_size=cfg.batch_size,
         shuffle=True,
         generator=shuffle,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         pin_memory=precision.device.type == "cuda",
         drop_last=len(train) > cfg.batch_size,
     )
