@@ -139,20 +139,21 @@ def main() -> None:
             epochs=1,
             **MODEL,
         )
+        default_workers = cfg.workers(cuda=torch.cuda.is_available())
         start = time.perf_counter()
         n = len(dataset_for(cfg, cfg.train_on, augment=cfg.augment))
         built = time.perf_counter() - start
         print(
             f"data: {n} train PNGs of {p['width']} x {p['height']} px -> {p['size']} px, "
             f"batch {p['batch']}, {MODEL['model']}/{MODEL['backbone']}, "
-            f"num_workers={cfg.num_workers} (default), num_threads={cfg.num_threads}, "
+            f"num_workers={default_workers} (default), num_threads={cfg.num_threads}, "
             f"augment on; {repeats} interleaved repeats"
         )
         print(f"data generated in {made:.1f} s; one-off cache build {built:.2f} s ({n} images)")
 
         run = build(cfg)
         cached = run
-        decoded = with_data(run, decoding_twin(run.train, cfg), cfg.num_workers)
+        decoded = with_data(run, decoding_twin(run.train, cfg), default_workers)
         workers = min(4, max(1, len(os.sched_getaffinity(0)) - 1))
         pooled = with_data(run, run.train, workers)
 
@@ -202,13 +203,13 @@ def main() -> None:
     print(row("training epoch", train["cached"], train["decoded"]))
     wait = median(waits["cached"])
     print(
-        f"data_wait_frac at num_workers={cfg.num_workers}: cached {wait:.3f}, "
+        f"data_wait_frac at num_workers={default_workers}: cached {wait:.3f}, "
         f"decoded {median(waits['decoded']):.3f}"
     )
     pooled_gain = median(train["cached"]) / median(train["pooled"])
     print(
         f"cached training epoch with num_workers={workers}: {spread(train['pooled'])} s, "
-        f"{pooled_gain:.2f}x of num_workers={cfg.num_workers}; "
+        f"{pooled_gain:.2f}x of num_workers={default_workers}; "
         f"data_wait_frac {median(waits['pooled']):.3f}"
     )
 

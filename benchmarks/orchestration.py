@@ -1,15 +1,17 @@
 """Orchestration overhead: the same N trials x E epochs through `search.py start` vs a plain loop.
 
 (a) runs `python search.py start` in a subprocess on a scratch project (a fresh local Ray, Optuna
-sqlite, MLflow sqlite, per-epoch reports and the default checkpoints), one trial at a time with
-the trial owning both cores and ASHA's grace period at E, so that no trial stops early. (b) calls
-`trainables.train.run_training` in this process on the very configurations (a) sampled, one
-after another, with a report that does nothing. (a) and (b) alternate; medians are compared.
+sqlite, MLflow sqlite, per-epoch reports and the default checkpoints), one trial at a time on one
+core (the driver and Ray keep the other) and ASHA's grace period at E, so that no trial stops
+early. (b) calls `trainables.train.run_training` in this process on the very configurations (a)
+sampled, one after another, on one thread, with a report that does nothing. (a) and (b)
+alternate; medians are compared.
 
-(a) runs twice per repeat, with N/4 and N trials: a(n) = S + n (t + o) while b(N) = N t, so the
-slope gives the per-trial overhead o and the intercept the one-off start-up S (imports, Ray, the
-records, the first trial process's imports of torch and timm, tear-down). The Optuna timestamps
-add launch -> first trial and last trial -> exit for the record.
+The Optuna timestamps split (a): the first trial carries the one-off costs (its worker process
+imports torch and timm), so the per-trial overhead is measured on trials 2..N:
+(second trial start -> last trial end - b's trials 2..N) / (N - 1). Start-up is everything else
+that (a) spends beyond b's work: launch -> second trial start, minus b's first trial, plus last
+trial end -> exit (imports, Ray, the records, the first worker's imports, tear-down).
 """
 
 from __future__ import annotations
@@ -46,22 +48,23 @@ space: space.yaml
 num_samples: {trials}
 max_epochs: {epochs}
 asha: {{grace_period: {epochs}, reduction_factor: 2}}
-resources: {{cpu: 2}}
+resources: {{cpu: 1}}
 max_concurrent_trials: 1
 seed: 0
 """
 
 
-def run_study(project: Path, name: str, trials: int, epochs: int) -> dict[str, float]:
+def run_study(project: Path, name: str, trials: int, epochs: int) -> dict:
     """One `search.py start` in a subprocess; its wall time split by the Optuna timestamps."""
     import optuna
 
     (project / "space.yaml").write_text(SPACE)
+    name = f"{name}-{len(list(project.glob('*.yaml')))}"  # a new study each time: no --fresh
     study_file = project / f"{name}.yaml"
     study_file.write_text(STUDY.format(name=name, trials=trials, epochs=epochs))
     launched = dt.datetime.now()
     done = subprocess.run(
-        [sys.executable, str(REPO / "search.py"), "start", str(study_file), "--fresh"],
+        [sys.executable, str(REPO / "search.py"), "start", str(study_file)],
         cwd=project,
         capture_output=True,
         text=True,
@@ -70,26 +73,30 @@ def run_study(project: Path, name: str, trials: int, epochs: int) -> dict[str, f
     if done.returncode != 0:
         sys.exit(f"search.py start failed ({done.returncode}):\n{done.stderr[-3000:]}")
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
-    first = min(t.datetime_start for t in study.trials)
-    last = max(t.datetime_complete for t in study.trials)
+    ordered = sorted(study.trials, key=lambda t: t.datetime_start)
+    last = max(t.datetime_complete for t in ordered)
+    second = ordered[min(1, len(ordered) - 1)].datetime_start  # the warm-up runs one trial
     return {
         "total": (exited - launched).total_seconds(),
-        "startup": (first - launched).total_seconds(),
-        "span": (last - first).total_seconds(),
+        "to_first": (ordered[0].datetime_start - launched).total_seconds(),
+        "to_second": (second - launched).total_seconds(),
+        "rest": (last - second).total_seconds(),
         "teardown": (exited - last).total_seconds(),
-        "configs": [{**study.user_attrs["constants"], **t.params} for t in study.trials],
+        "configs": [{**study.user_attrs["constants"], **t.params} for t in ordered],
     }
 
 
-def run_loop(configs: list[dict]) -> float:
-    """The same trials as a plain loop over the training function; seconds."""
+def run_loop(configs: list[dict]) -> list[float]:
+    """The same trials as a plain loop over the training function; seconds per trial."""
     from trainables.config import TrainConfig
     from trainables.train import run_training
 
-    start = time.perf_counter()
+    times = []
     for config in configs:
+        start = time.perf_counter()
         run_training(TrainConfig.from_dict(config), lambda metrics, state: None)
-    return time.perf_counter() - start
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -97,56 +104,46 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=None, help="N (default 8; smoke 2)")
     p.add_argument("--epochs", type=int, default=None, help="E (default 3; smoke 1)")
     args = p.parse_args()
-    trials = args.trials or (2 if args.smoke else 8)
-    few = max(1, trials // 4)
+    trials = max(2, args.trials or (2 if args.smoke else 8))
     epochs = args.epochs or (1 if args.smoke else 3)
     repeats = args.repeats or (1 if args.smoke else 3)
-    header(
-        f"orchestration overhead: {few} and {trials} trials x {epochs} epochs, {repeats} repeats"
-    )
+    header(f"orchestration overhead: {trials} trials x {epochs} epochs, {repeats} repeats")
     with tempfile.TemporaryDirectory(prefix="cephtune-bench-") as tmp:
         project = args.workdir or Path(tmp)
         project.mkdir(parents=True, exist_ok=True)
         os.environ["CEPHTUNE_CACHE_DIR"] = str(project / "cache")
         os.environ.pop("MLFLOW_TRACKING_URI", None)
-        # Untimed: the synthetic data, the preprocessing cache and this process's imports.
-        configs = run_study(project, "warm-up", 1, 1)["configs"]
-        run_loop(configs)
-        a_few: list[dict] = []
-        a_all: list[dict] = []
-        b: list[float] = []
+        if not args.smoke:  # untimed: the data, the preprocessing cache, this process's imports
+            run_loop(run_study(project, "warm-up", 1, 1)["configs"])
+        a: list[dict] = []
+        b: list[list[float]] = []
         for i in range(repeats):
-            a_few.append(run_study(project, "few", few, epochs))
-            a_all.append(run_study(project, "all", trials, epochs))
-            b.append(run_loop(a_all[-1]["configs"]))
+            a.append(run_study(project, "overhead", trials, epochs))
+            b.append(run_loop(a[-1]["configs"]))
             print(
-                f"repeat {i + 1}: search.py start {few} trials {a_few[-1]['total']:.1f} s, "
-                f"{trials} trials {a_all[-1]['total']:.1f} s "
-                f"(launch to first trial {a_all[-1]['startup']:.1f}, last trial to exit "
-                f"{a_all[-1]['teardown']:.1f}); plain loop {b[-1]:.1f} s",
+                f"repeat {i + 1}: search.py start {a[-1]['total']:.1f} s (launch to first trial "
+                f"{a[-1]['to_first']:.1f}, to second {a[-1]['to_second']:.1f}, last trial to "
+                f"exit {a[-1]['teardown']:.1f}); plain loop {sum(b[-1]):.1f} s",
                 flush=True,
             )
-    # a(N) = S + N (t + o) and b(N) = N t: two trial counts separate the one-off start-up S
-    # (imports, Ray, records, the first trial process's imports, tear-down) from the per-trial o.
-    slope = [
-        (big["total"] - small["total"]) / (trials - few)
-        for small, big in zip(a_few, a_all, strict=True)
+    per_trial = [
+        (run["rest"] - sum(loop[1:])) / (trials - 1) for run, loop in zip(a, b, strict=True)
     ]
-    per_trial = [s - loop / trials for s, loop in zip(slope, b, strict=True)]
-    startup = [small["total"] - few * s for small, s in zip(a_few, slope, strict=True)]
-    first = [run["startup"] for run in a_all]
-    last = [run["teardown"] for run in a_all]
-    total = [run["total"] for run in a_all]
+    startup = [run["to_second"] - loop[0] + run["teardown"] for run, loop in zip(a, b, strict=True)]
+    total = [run["total"] for run in a]
+    loops = [sum(loop) for loop in b]
     print(
         textwrap.dedent(
             f"""\
             seconds, median [min-max] over {repeats} repeats
-              (a) search.py start, {trials} trials   {spread(total)}
-                  launch to first trial    {spread(first)}
-                  last trial to exit       {spread(last)}
-              (b) plain training loop      {spread(b)}
-              per trial: (a) slope         {spread(slope)}
-                         (b)               {spread([x / trials for x in b])}
+              (a) search.py start          {spread(total)}
+                  launch to first trial    {spread([run["to_first"] for run in a])}
+                  launch to second trial   {spread([run["to_second"] for run in a])}
+                  last trial to exit       {spread([run["teardown"] for run in a])}
+              (b) plain training loop      {spread(loops)}
+                  its first trial          {spread([loop[0] for loop in b])}
+              trials 2..N per trial: (a)   {spread([run["rest"] / (trials - 1) for run in a])}
+                                     (b)   {spread([sum(loop[1:]) / (trials - 1) for loop in b])}
               per-trial overhead           {spread(per_trial)}   target <= 0.5
               start-up (one-off)           {spread(startup)}   target <= 8"""
         )
@@ -154,7 +151,7 @@ def main() -> None:
     finish(
         overhead_s_per_trial=median(per_trial),
         startup_s=median(startup),
-        a_over_b=median(total) / median(b),
+        a_over_b=median(total) / median(loops),
     )
 
 

@@ -100,7 +100,8 @@ def main() -> None:
         )
         header(
             f"trainable efficiency: hrnet_w18_small, {cfg.image_size} px, batch {cfg.batch_size}, "
-            f"{cfg.loss}, {threads} threads, num_workers={cfg.num_workers} (default), "
+            f"{cfg.loss}, {threads} threads, num_workers={cfg.workers(torch.cuda.is_available())} "
+            "(default), "
             f"{repeats} repeats"
         )
         run = build(cfg)
