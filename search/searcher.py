@@ -67,13 +67,13 @@ class StudySearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
-        if self._is_open(trial_id):
+        if self._link(trial_id) and self._is_open(trial_id):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self._completed_trials or not self._link(trial_id):
             return
         self._completed_trials.add(trial_id)
         if not self._is_open(trial_id):  # already told, e.g. before a driver restart
@@ -98,6 +98,17 @@ class StudySearch(OptunaSearch):
         else:
             self._ot_study.tell(trial, value)
         self._last.pop(trial_id, None)
+
+    def _link(self, trial_id: str) -> bool:
+        """Whether ``trial_id`` has its Optuna trial; after ``Tuner.restore`` the saved searcher
+        state may predate trials Ray restored, so find those by the Ray trial id they carry."""
+        if trial_id in self._ot_trials:
+            return True
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.user_attrs.get(RAY_TRIAL_ID) == trial_id:
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, frozen._trial_id)
+                return True
+        return False
 
     def _frozen(self, trial_id: str) -> optuna.trial.FrozenTrial:
         trial = self._ot_trials[trial_id]
