@@ -28,7 +28,6 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
         )
         return 130
     ot_study = results.load(study.name, study.storage)
-    found = results.best(ot_study)
     counts = results.status(ot_study)["states"]
     baseline = datasets.mean_shape_baseline(
         data_root, study.dataset.annotator, study.dataset.loader_format
@@ -39,11 +38,18 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
         f"Study {study.name!r}: {study.num_samples} trials finished "
         f"({', '.join(f'{k.lower()} {v}' for k, v in counts.items())})."
     )
-    print(f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}{unit}")
-    print("  config: " + json.dumps(found["params"], sort_keys=True))
-    ratio = (
-        f" -> best is {baseline / found['value']:.2f}x lower" if study.metric == "mre_mm" else ""
-    )
+    ratio = ""
+    if counts.get("COMPLETE", 0):
+        found = results.best(ot_study)
+        print(f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}{unit}")
+        print("  config: " + json.dumps(found["params"], sort_keys=True))
+        if study.metric == "mre_mm":
+            ratio = f" -> best is {baseline / found['value']:.2f}x lower"
+    else:  # a finished study, not an error: ASHA stopped or errors ended every trial early
+        print(
+            f"No trial ran all {study.max_epochs} epochs, so there is no best trial: "
+            "raise num_samples or asha.grace_period, or see the failed trials' fail_reason."
+        )
     print(f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm{ratio}")
     storage = mask_url(resolve_url(study.storage))
     print("Look at it:")

@@ -36,3 +36,22 @@ def test_a_trial_the_restored_searcher_never_saw_is_linked_by_its_ray_id(tmp_pat
     assert trial.user_attrs[RAY_TRIAL_ID] == "ray-1"
     assert trial.state == TrialState.COMPLETE and trial.value == 3.0
     assert trial.intermediate_values == {1: 4.0, 2: 3.0}
+
+
+def test_a_finished_study_whose_trials_were_all_pruned_is_not_an_error(project, capsys):
+    from conftest import tiny_study
+
+    from search import datasets
+    from search.study import load_study
+    from search.summary import summary
+
+    study = load_study(tiny_study(project, num_samples=1, max_epochs=3))
+    (project / "studies").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{project}/studies/optuna.db")
+    ot_study = optuna.create_study(study_name=study.name, storage=storage)
+    trial = ot_study.ask()
+    trial.report(9.0, 1)
+    ot_study.tell(trial, state=TrialState.PRUNED)
+    assert summary(study, datasets.prepare(study.dataset), complete=True) == 0
+    out = capsys.readouterr().out
+    assert "pruned 1" in out and "No trial ran all 3 epochs" in out
