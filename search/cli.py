@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from search.study import DEFAULT_STORAGE
 from trainables.errors import CephtuneError
@@ -60,17 +61,27 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
+    import socket
+
     import optuna_dashboard
 
     from search.storage import open_storage
+    from trainables.errors import ConfigError
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: the dashboard is reachable from other machines on {args.host}",
             file=sys.stderr,
         )
+    storage = open_storage(args.storage)
+    try:  # fail before printing the address when the port is taken
+        socket.create_server((args.host, args.port)).close()
+    except OSError as e:
+        raise ConfigError(
+            f"dashboard: cannot listen on {args.host}:{args.port} ({e.strerror or e})"
+        ) from None
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)")
-    optuna_dashboard.run_server(open_storage(args.storage), host=args.host, port=args.port)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -156,8 +167,31 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     print(f"wrote {spec.n} synthetic cephalograms ({spec.width}x{spec.height}) to {out}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one ``error:`` line (exit code 2) like every other
+    bad input, instead of the usage text followed by the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (``--epochs 0`` must not mean the default)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cephtune",
         description="Hyperparameter search for cephalometric landmark detection.",
     )
@@ -202,10 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="train the best configuration longer, test, register")
     p.add_argument("name")
-    p.add_argument("--epochs", type=int, help="final epochs (default: the guides' 100 or 150)")
-    p.add_argument("--trials", type=int, default=1, help="re-train the top K, keep the best")
+    p.add_argument(
+        "--epochs", type=at_least(1), help="final epochs (default: the guides' 100 or 150)"
+    )
+    p.add_argument(
+        "--trials", type=at_least(1), default=1, help="re-train the top K, keep the best"
+    )
     p.add_argument("--train-on", default="train", choices=("train", "train+valid"))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=at_least(0))
     p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.set_defaults(func=cmd_promote)
@@ -241,15 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_check)
     p = data.add_parser("synth", help="write a synthetic Aariz-layout dataset")
     p.add_argument("out_dir")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(1935, 2400))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=at_least(3), default=100)
+    p.add_argument("--size", type=at_least(32), nargs=2, metavar=("W", "H"), default=(1935, 2400))
+    p.add_argument("--seed", type=at_least(0), default=0)
     p.set_defaults(func=cmd_data_synth)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (one line, code 2) or --help (code 0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args) or 0
     except CephtuneError as e:

@@ -13,37 +13,27 @@ import numpy as np
 
 from search.study import DatasetSpec
 from trainables.cache import resolve_cache_dir
-from trainables.errors import ConfigError
 from trainables.metrics import radial_errors, summarize
 from trainables.records import load_split
-from trainables.synth import SynthSpec, write_dataset
+from trainables.synth import SynthSpec, ensure_dataset
 
 
 def prepare(spec: DatasetSpec) -> Path:
     """A local Aariz-layout folder for ``spec``, generating synthetic data on first use.
 
-    The train and valid splits are indexed here, in the driver, so a broken dataset fails the
-    study before anything is recorded.
+    The train and valid splits are indexed and verified here, in the driver (every image file
+    complete, every landmark on its image), so a broken dataset fails the study before anything
+    is recorded.
     """
     if spec.format != "synthetic":
         root = Path(spec.root)
     else:
         synth = SynthSpec(n=spec.n, width=spec.size[0], height=spec.size[1], seed=spec.seed)
         root = resolve_cache_dir() / "synthetic" / synth.key()
-        if not root.is_dir():
-            _generate(synth, root)
+        ensure_dataset(synth, root)
     for split in ("train", "valid"):
-        load_split(root, split, spec.annotator, spec.loader_format)
+        load_split(root, split, spec.annotator, spec.loader_format, verify=True)
     return root.resolve()
-
-
-def _generate(synth: SynthSpec, root: Path) -> None:
-    try:
-        write_dataset(synth, root)
-    except (OSError, ConfigError):
-        # Another process finished the same dataset first: its atomic rename won the race.
-        if not root.is_dir():
-            raise
 
 
 def mean_shape_baseline(root: Path, annotator: str, fmt: str = "aariz") -> float:

@@ -29,12 +29,13 @@ from search.storage import study_lock
 from trainables import checkpoint
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
+from trainables.formats import SPLITS
 from trainables.heatmap import adaptive_sigma
 from trainables.metrics import per_landmark, radial_errors, summarize
 from trainables.model import create_model
 from trainables.overlay import draw_overlay
 from trainables.precision import Precision
-from trainables.records import symbols
+from trainables.records import load_split, symbols
 from trainables.train import dataset_for, predict
 
 TEST_METRIC = "test_mre_mm"
@@ -74,16 +75,24 @@ def promote(
     folder = Path.cwd() / "studies" / name
     parent = study.user_attrs.get("mlflow_parent_run_id")
     tags = {"mlflow.parentRunId": parent, "cephtune.role": "promote"} if parent else {}
+    configs = []
+    for trial in candidates:
+        values = results.trial_config(study, trial)
+        cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
+        values["epochs"] = epochs or guides_epochs(cfg)
+        values["checkpoint_every"] = 1
+        if seed is not None:
+            values["seed"] = seed
+        configs.append((trial, values))
+    final = folder / "final"
+    last = final / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        raise ConfigError(f"{last}: no checkpoint to resume the final run from")
+    # Hours of training come before the test split is read: check every split's files first
+    # (the candidates share the study's data settings).
+    for split in SPLITS:
+        load_split(cfg.data_dir, split, cfg.annotator, cfg.dataset_format, verify=True)
     with study_lock(name):
-        configs = []
-        for trial in candidates:
-            values = results.trial_config(study, trial)
-            cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
-            values["epochs"] = epochs or guides_epochs(cfg)
-            values["checkpoint_every"] = 1
-            if seed is not None:
-                values["seed"] = seed
-            configs.append((trial, values))
         chosen = configs[0]
         if len(configs) > 1:  # a guard against a lucky short run: each gets the full schedule
             scores = []
@@ -98,10 +107,6 @@ def promote(
         trial, values = chosen
         values["train_on"] = train_on
         best_yaml = _write_config(folder / "best.yaml", values)
-        final = folder / "final"
-        last = final / "checkpoints" / "last.pt"
-        if resume and not last.is_file():
-            raise ConfigError(f"{last}: no checkpoint to resume the final run from")
         trained = standalone.train(
             best_yaml,
             final / "checkpoints",

@@ -7,7 +7,8 @@ from typing import Any
 
 import optuna
 
-from search.storage import open_storage
+from search.storage import mask_url, open_storage
+from search.study import NAME_RULE, valid_name
 from trainables.errors import ConfigError
 
 # User attributes of an Optuna trial, written by the searcher and the tuner.
@@ -17,12 +18,17 @@ INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 
 def load(name: str, storage_url: str) -> optuna.Study:
+    """The study ``name``; the name is checked first, since commands use ``studies/NAME``."""
+    if not valid_name(name):
+        raise ConfigError(f"study name {name!r} {NAME_RULE}")
     storage = open_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         known = ", ".join(sorted(s.study_name for s in storage.get_all_studies())) or "none"
-        raise ConfigError(f"study {name!r} not found in {storage_url} (studies: {known})") from None
+        raise ConfigError(
+            f"study {name!r} not found in {mask_url(storage_url)} (studies: {known})"
+        ) from None
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -26,11 +26,20 @@ import optuna
 from search.conditions import Condition, describe, evaluate, parse_when, same
 from search.schema import Checker, load_mapping
 from search.warmstart import load_warm_start
-from trainables.config import TrainConfig, coerce, field_type
+from trainables.config import TrainConfig, coerce, field_type, value_rule
 
 # Keys the study sets for every trial: a space may neither search nor fix them.
 STUDY_KEYS = frozenset(
-    {"data_dir", "dataset_format", "cache_dir", "annotator", "epochs", "num_threads", "seed"}
+    {
+        "data_dir",
+        "dataset_format",
+        "synthetic",
+        "cache_dir",
+        "annotator",
+        "epochs",
+        "num_threads",
+        "seed",
+    }
 )
 PARAM_KEYS = {
     "float": ("type", "low", "high", "log", "step"),
@@ -183,8 +192,40 @@ def _trainable_key(check: Checker, key: str, name: str) -> None:
 
 
 def _trainable_value(check: Checker, key: str, name: str, value: Any) -> Any:
+    """``value`` as trainable setting ``name``: its type and its rule (``lr`` > 0, a known
+    ``loss``, ...), so a bad value fails the file rather than every trial."""
     _trainable_key(check, key, name)
-    return coerce(str(check.path), key, value, field_type(name))
+    value = coerce(str(check.path), key, value, field_type(name))
+    rule = value_rule(name, value)
+    if rule:
+        raise check.fail(key, rule)
+    return value
+
+
+# An int range is checked value by value (image_size must be a multiple of 32) up to this size;
+# the trainable's other rules are bounds, which low and high decide.
+MAX_CHECKED_VALUES = 10_000
+
+
+def _range_rules(
+    check: Checker,
+    key: str,
+    name: str,
+    kind: str,
+    low: float,
+    high: float,
+    step: float | None,
+) -> None:
+    """Every value the range can sample must be a valid setting of ``name``."""
+    for bound, value in (("low", low), ("high", high)):
+        rule = value_rule(name, value)
+        if rule:
+            raise check.fail(f"{key}.{bound}", rule)
+    if kind == "int" and (high - low) // (step or 1) < MAX_CHECKED_VALUES:
+        for value in range(low, high + 1, step or 1):
+            rule = value_rule(name, value)
+            if rule:
+                raise check.fail(key, f"can sample {value}, but {name} {rule}")
 
 
 def _param(
@@ -266,4 +307,7 @@ def _distribution(check: Checker, key: str, name: str, kind: str, spec: dict[str
             raise check.fail(f"{key}.step", f"must be > 0, got {step}")
         if log:
             raise check.fail(f"{key}.step", "cannot be combined with log: true")
+        if step > high - low:
+            raise check.fail(f"{key}.step", f"must be <= high - low ({high - low:g}), got {step}")
+    _range_rules(check, key, name, kind, low, high, step)
     return Param(name, kind, low, high, log, step)

@@ -15,7 +15,7 @@ from trainables import checkpoint
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
 from trainables.records import load_split
-from trainables.train import NonFiniteLoss, State, run_training, should_checkpoint
+from trainables.train import NonFiniteLoss, State, ensure_data, run_training, should_checkpoint
 
 RESUMABLE_CHANGES = {"epochs"}  # a resumed run may be extended, nothing else
 
@@ -55,8 +55,9 @@ def train(
     from tqdm import tqdm
 
     cfg = load_config(config)
-    for split in ("train", "valid", *cfg.train_on.split("+")):
-        load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format)
+    ensure_data(cfg)
+    for split in ("train", "valid", *cfg.train_on.split("+")):  # a broken file fails here,
+        load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format, verify=True)
     state = None
     if resume is not None:
         state = checkpoint.load(resume)

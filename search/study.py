@@ -12,13 +12,14 @@ Schema (``studies/*.yaml``)::
       annotator: mean                 # senior | junior | mean
     space: ../spaces/quickstart.yaml
     metric: mre_mm
-    mode: min
+    mode: min                         # optional: the metric's (min; max for sdr_*)
     num_samples: 8
     max_epochs: 8
     asha: {grace_period: 2, reduction_factor: 2}   # or `asha: false`: every trial runs max_epochs
     sampler: tpe                      # tpe | random (a baseline to compare TPE against)
     resources: {cpu: 1, gpu: 0}       # per trial; gpu may be fractional
     max_concurrent_trials: 2          # optional
+    max_failures: 0                   # retries of a trial whose worker died or raised
     seed: 0
     storage: sqlite:///studies/optuna.db   # optional; relative sqlite paths: current directory
 """
@@ -40,6 +41,7 @@ DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
 METRICS = ("mre_mm", "mre_sd_mm", "train_loss", *(sdr_key(t) for t in SDR_THRESHOLDS_MM))
 SAMPLERS = ("tpe", "random")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 STUDY_KEYS = (
     "name",
     "dataset",
@@ -52,6 +54,7 @@ STUDY_KEYS = (
     "sampler",
     "resources",
     "max_concurrent_trials",
+    "max_failures",
     "seed",
     "storage",
 )
@@ -93,11 +96,15 @@ class Study:
     storage: str
     early_stopping: bool = True  # ASHA; False runs every trial to max_epochs
     sampler: str = "tpe"
+    max_failures: int = 0  # Ray FailureConfig: retries before a trial is FAIL
 
     def spec(self) -> dict[str, Any]:
         """The resolved study as JSON data, as stored with the Optuna study and compared on
-        resume."""
+        resume. A password in the storage URL is masked: optuna-dashboard shows this."""
+        from search.storage import mask_url
+
         out = asdict(self)
+        out["storage"] = mask_url(self.storage)
         out["space"] = {
             "path": self.space.path,
             "fixed": self.space.fixed,
@@ -107,13 +114,20 @@ class Study:
         return json.loads(json.dumps(out))
 
 
+NAME_RULE = (
+    "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit "
+    "(no path separators)"
+)
+
+
+def valid_name(name: Any) -> bool:
+    """A study name: also the folder ``studies/NAME``, which it must not escape."""
+    return isinstance(name, str) and bool(NAME_RE.match(name))
+
+
 def check_name(name: Any, check: Checker) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise check.fail(
-            "name",
-            "must be 1-64 letters, digits, '-', '_' or '.', starting with a "
-            f"letter or digit (no path separators), got {name!r}",
-        )
+    if not valid_name(name):
+        raise check.fail("name", f"{NAME_RULE}, got {name!r}")
     return name
 
 
@@ -128,7 +142,7 @@ def load_study(path: Path | str) -> Study:
     space_file = Path(check.string(raw["space"], "space"))
     space = load_space(space_file if space_file.is_absolute() else path.parent / space_file)
     metric = check.string(raw.get("metric", "mre_mm"), "metric", METRICS)
-    mode = check.string(raw.get("mode", "min"), "mode", ("min", "max"))
+    mode = _mode(check, raw.get("mode"), metric)
     num_samples = check.integer(raw["num_samples"], "num_samples", minimum=1)
     max_epochs = check.integer(raw["max_epochs"], "max_epochs", minimum=1)
     asha = raw.get("asha", {})
@@ -151,8 +165,15 @@ def load_study(path: Path | str) -> Study:
     concurrent = raw.get("max_concurrent_trials")
     if concurrent is not None:
         concurrent = check.integer(concurrent, "max_concurrent_trials", minimum=1)
+    max_failures = check.integer(raw.get("max_failures", 0), "max_failures", minimum=0)
     seed = check.integer(raw.get("seed", 0), "seed", minimum=0)
     storage = check.string(raw.get("storage", DEFAULT_STORAGE), "storage")
+    if not URL_RE.match(storage):
+        raise check.fail(
+            "storage",
+            f"must be a SQLAlchemy URL such as {DEFAULT_STORAGE} or "
+            f"postgresql://USER@HOST/DB, got {storage!r}",
+        )
     return Study(
         str(path),
         name,
@@ -171,7 +192,23 @@ def load_study(path: Path | str) -> Study:
         storage,
         early_stopping,
         sampler,
+        max_failures,
     )
+
+
+def _mode(check: Checker, raw: Any, metric: str) -> str:
+    """``min`` for errors and losses, ``max`` for detection rates: the metric decides, so a
+    study can neither default to maximising an error nor silently minimise an SDR."""
+    wanted = "max" if metric.startswith("sdr_") else "min"
+    if raw is None:
+        return wanted
+    mode = check.string(raw, "mode", ("min", "max"))
+    if mode != wanted:
+        better = "higher" if wanted == "max" else "lower"
+        raise check.fail(
+            "mode", f"must be {wanted} for {metric} ({better} is better), got {mode!r}"
+        )
+    return mode
 
 
 def _dataset(check: Checker, raw: Any, base: Path) -> DatasetSpec:

@@ -1,9 +1,10 @@
 """Inspect a dataset folder and report every problem found, not just the first.
 
-Errors are what makes ``load_split`` refuse the dataset (a missing folder or pixel size, an
-unreadable image, a missing or malformed annotation, an unknown symbol). Warnings load but need a
-human look: landmarks missing from an annotation (scored as missing), points outside the image,
-and byte-identical images in two splits (a train/test leak) or twice in one split.
+Errors are what makes ``load_split`` (with ``verify``, as a study's driver runs it) refuse the
+dataset: a missing folder or pixel size, an unreadable image, a missing or malformed annotation,
+an unknown symbol, a point outside its image. Warnings load but need a human look: landmarks
+missing from an annotation (scored as missing) and byte-identical images in two splits (a
+train/test leak) or twice in one split.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _check_annotations(
                     s for s, (x, y) in marks.items() if not (0 <= x < width and 0 <= y < height)
                 ]
                 if outside:
-                    report.warnings.append(
+                    report.errors.append(
                         f"{path}: landmarks outside the {width}x{height} image: "
                         + ", ".join(outside)
                     )

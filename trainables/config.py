@@ -3,11 +3,73 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from trainables.errors import ConfigError
+
+# Names the trainable's registries know (``trainables.models.MODELS``, ``trainables.loss.LOSSES``,
+# ``trainables.records.FORMATS``), listed here so that a study or space file is checked in the
+# driver, which never imports torch; tests/test_bad_input.py keeps them equal to the registries.
+MODEL_NAMES = ("hourglass", "hrnet", "resnet", "unet")
+LOSS_NAMES = ("adaptive_wing", "heatmap")
+FORMAT_NAMES = ("aariz", "isbi")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": MODEL_NAMES,
+    "loss": LOSS_NAMES,
+    "dataset_format": FORMAT_NAMES,
+    "annotator": ("senior", "junior", "mean"),
+    "precision": ("auto", "fp32", "fp16", "bf16"),
+    "train_on": ("train", "train+valid"),
+}
+POSITIVE = frozenset(
+    {
+        "lr",
+        "batch_size",
+        "epochs",
+        "image_size",
+        "num_threads",
+        "aw_epsilon",
+        "aw_theta",
+        "t0_epochs",
+        "t_mult",
+        "hourglass_stacks",
+        "sigma",
+    }
+)
+NON_NEGATIVE = frozenset(
+    {
+        "warmup_epochs",
+        "eta_min",
+        "weight_decay",
+        "checkpoint_every",
+        "num_workers",
+        "aug_rotation_deg",
+        "aug_scale",
+        "aug_translate",
+        "aug_brightness",
+        "aug_contrast",
+        "aug_gamma",
+    }
+)
+
+
+def value_rule(key: str, value: Any) -> str | None:
+    """The rule ``value`` breaks as trainable setting ``key`` (e.g. ``must be > 0, got 0.0``),
+    or None. Types are ``coerce``'s business; None (an optional's default) breaks no rule."""
+    if value is None:
+        return None
+    if key in POSITIVE and not value > 0:
+        return f"must be > 0, got {value}"
+    if key in NON_NEGATIVE and value < 0:
+        return f"must be >= 0, got {value}"
+    if key == "image_size" and value % 32:
+        return f"must be a multiple of 32, got {value}"
+    if key in CHOICES and value not in CHOICES[key]:
+        return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
+    return None
 
 
 @dataclass
@@ -17,6 +79,8 @@ class TrainConfig:
     # data
     data_dir: str = ""
     dataset_format: str = "aariz"  # aariz | isbi (synthetic data is written in the Aariz layout)
+    synthetic: str | None = None  # SynthSpec key when data_dir is generated data: regenerated
+    # there if the folder is gone (the user cleared the cache folder it lives in mid-study)
     annotator: str = "mean"  # senior | junior | mean
     cache_dir: str | None = None  # shared preprocessing cache; None = the user cache dir
     num_workers: int | None = None  # DataLoader worker processes; None = auto (see workers())
@@ -68,9 +132,9 @@ class TrainConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown trainable key {unknown[0]!r}; known: {', '.join(known)}"
-            )
+            hint = difflib.get_close_matches(str(unknown[0]), known, n=1)
+            tip = f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown trainable key {unknown[0]!r}{tip}")
         kwargs = {
             name: coerce(where, name, value, known[name].type) for name, value in values.items()
         }
@@ -79,57 +143,11 @@ class TrainConfig:
         return cfg
 
     def validate(self, where: str = "config") -> None:
-        """Range rules; names of models, losses and formats are checked by their registries."""
-        positive = (
-            "lr",
-            "batch_size",
-            "epochs",
-            "image_size",
-            "num_threads",
-            "aw_epsilon",
-            "aw_theta",
-            "t0_epochs",
-            "t_mult",
-            "hourglass_stacks",
-        )
-        for key in positive:
-            value = getattr(self, key)
-            if not value > 0:
-                raise ConfigError(f"{where}: {key} must be > 0, got {value}")
-        non_negative = (
-            "warmup_epochs",
-            "eta_min",
-            "weight_decay",
-            "checkpoint_every",
-            "aug_rotation_deg",
-            "aug_scale",
-            "aug_translate",
-            "aug_brightness",
-            "aug_contrast",
-            "aug_gamma",
-        )
-        for key in non_negative:
-            value = getattr(self, key)
-            if value < 0:
-                raise ConfigError(f"{where}: {key} must be >= 0, got {value}")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError(f"{where}: num_workers must be >= 0, got {self.num_workers}")
-        if self.sigma is not None and not self.sigma > 0:
-            raise ConfigError(f"{where}: sigma must be > 0, got {self.sigma}")
-        if self.image_size % 32:
-            raise ConfigError(
-                f"{where}: image_size must be a multiple of 32, got {self.image_size}"
-            )
-        choices = {
-            "annotator": ("senior", "junior", "mean"),
-            "precision": ("auto", "fp32", "fp16", "bf16"),
-            "train_on": ("train", "train+valid"),
-        }
-        for key, allowed in choices.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                options = ", ".join(allowed)
-                raise ConfigError(f"{where}: {key} must be one of {options}, got {value!r}")
+        """Every key's rule (``value_rule``); the first broken one raises ``ConfigError``."""
+        for key, value in self.to_dict().items():
+            rule = value_rule(key, value)
+            if rule:
+                raise ConfigError(f"{where}: {key} {rule}")
 
     def workers(self, cuda: bool) -> int:
         """DataLoader workers: as configured, else none on CPU (the step dominates and a worker

@@ -8,11 +8,13 @@ same pieces without stopping at the first problem.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from trainables.errors import DataError
 
@@ -98,3 +100,39 @@ def list_images(folder: Path) -> list[tuple[str, Path]]:
     if not images:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return images
+
+
+def verify_image(path: Path) -> tuple[int, int]:
+    """(width, height) of an image whose file is complete, or a ``DataError`` naming it.
+
+    A PNG's chunk checksums are verified without decoding it (1.1 ms for a 1935 x 2400
+    cephalogram, against 47 ms to decode it); PIL's verify sees no truncation of a JPEG or BMP,
+    so those are read through (a JPEG at 1/8 scale, 11 ms at that size).
+    """
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            if im.format == "PNG":
+                im.verify()
+            else:
+                if im.format == "JPEG":
+                    im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable image ({e})") from None
+    return size
+
+
+def check_inside(
+    xy: np.ndarray, size: tuple[int, int], symbols: Sequence[str], path: Path, image: Path
+) -> None:
+    """Every annotated landmark of ``path`` lies on its ``image`` (missing ones are NaN)."""
+    width, height = size
+    for symbol, (x, y) in zip(symbols, xy, strict=True):
+        if math.isnan(x) or math.isnan(y):
+            continue
+        if not (0 <= x < width and 0 <= y < height):
+            raise DataError(
+                f"{path}: landmark {symbol!r} must lie inside the {width}x{height} image "
+                f"{image.name}, got ({x:g}, {y:g})"
+            )

@@ -11,7 +11,7 @@ import numpy as np
 
 from trainables import aariz, isbi
 from trainables.errors import ConfigError, DataError
-from trainables.formats import ANNOTATORS, DatasetFormat, Record
+from trainables.formats import ANNOTATORS, DatasetFormat, Record, check_inside, verify_image
 
 __all__ = ["FORMATS", "Record", "get_format", "load_split", "symbols"]
 
@@ -33,8 +33,15 @@ def symbols(fmt: str) -> tuple[str, ...]:
     return get_format(fmt).symbols
 
 
-def load_split(root: Path | str, split: str, annotator: str, fmt: str = "aariz") -> list[Record]:
-    """Index one split; ground truth per ``annotator`` (senior, junior, or mean = their average)."""
+def load_split(
+    root: Path | str, split: str, annotator: str, fmt: str = "aariz", verify: bool = False
+) -> list[Record]:
+    """Index one split; ground truth per ``annotator`` (senior, junior, or mean = their average).
+
+    ``verify`` also checks that every image file is complete and that every annotated landmark
+    lies on its image: what the driver does before a study, so that a broken file fails the
+    start rather than a trial (``trainables.formats.verify_image`` says what it costs).
+    """
     reader = get_format(fmt)
     if annotator not in (*ANNOTATORS, "mean"):
         raise ConfigError(f"annotator must be senior, junior or mean, got {annotator!r}")
@@ -51,9 +58,13 @@ def load_split(root: Path | str, split: str, annotator: str, fmt: str = "aariz")
             raise DataError(
                 f"{image}: no pixel size for id {ceph_id!r} in {reader.pixel_size_source}"
             )
+        shape = verify_image(image) if verify else None
         marks = []
         for folder in folders:
             path = reader.annotation_file(folder, ceph_id)
-            marks.append(reader.to_array(reader.read_annotation(path), path))
+            xy = reader.to_array(reader.read_annotation(path), path)
+            if shape is not None:
+                check_inside(xy, shape, reader.symbols, path, image)
+            marks.append(xy)
         records.append(Record(ceph_id, image, np.mean(marks, axis=0), sizes[ceph_id]))
     return records

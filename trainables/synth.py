@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -51,6 +52,36 @@ class SynthSpec:
 
     def key(self) -> str:
         return f"v{GENERATOR_VERSION}-n{self.n}-{self.width}x{self.height}-s{self.seed}"
+
+    @classmethod
+    def from_key(cls, key: str) -> SynthSpec:
+        """The spec ``key()`` names; a key of another generator version is an error."""
+        found = KEY_RE.match(key)
+        if found is None or int(found["version"]) != GENERATOR_VERSION:
+            raise ConfigError(
+                f"synthetic dataset key {key!r} is not one of generator version "
+                f"{GENERATOR_VERSION} (v{GENERATOR_VERSION}-nN-WxH-sSEED)"
+            )
+        return cls(*(int(found[k]) for k in ("n", "width", "height", "seed")))
+
+
+KEY_RE = re.compile(
+    r"^v(?P<version>\d+)-n(?P<n>\d+)-(?P<width>\d+)x(?P<height>\d+)-s(?P<seed>\d+)$"
+)
+
+
+def ensure_dataset(spec: SynthSpec, root: Path) -> Path:
+    """``root`` holding the dataset of ``spec``: generated unless it exists. Safe when several
+    processes (the driver, trials after the cache folder was deleted) race to write it."""
+    root = Path(root)
+    if root.is_dir():
+        return root
+    try:
+        write_dataset(spec, root)
+    except (OSError, ConfigError):
+        if not root.is_dir():  # not another process's atomic rename winning the race
+            raise
+    return root
 
 
 def split_sizes(n: int) -> dict[str, int]:
