@@ -51,6 +51,7 @@ class StudyLineage(Callback):
         self.metric = metric
         self.mode = mode
         self._runs: dict[str, str] = {}
+        self._logged: dict[str, int] = {}  # last epoch logged per Ray trial
         self._client: MlflowClient | None = None
         self._study: optuna.Study | None = None
 
@@ -109,6 +110,11 @@ class StudyLineage(Callback):
         if run_id is None:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step <= self._logged.get(trial.trial_id, 0):
+            # A retried trial re-runs the epochs since its checkpoint: Optuna keeps the first
+            # report of a step, and so does the run's metric history.
+            return
+        self._logged[trial.trial_id] = step
         stamp = int(time.time() * 1000)
         metrics = [
             Metric(k, float(v), stamp, step)
@@ -127,6 +133,7 @@ class StudyLineage(Callback):
 
     def _finish(self, ray_trial_id: str) -> None:
         run_id = self._runs.pop(ray_trial_id, None)
+        self._logged.pop(ray_trial_id, None)
         frozen = self.optuna_trial(ray_trial_id)
         if run_id is None or frozen is None:
             return

@@ -18,6 +18,9 @@ import optuna
 from trainables.errors import ConfigError
 
 SQLITE = "sqlite:///"
+# How long a write waits for another writer's lock on an sqlite storage (sqlite's default is
+# 5 s): an optuna-dashboard note, a second study, a backup tool must not crash a running study.
+SQLITE_BUSY_S = 120
 
 
 def resolve_url(url: str) -> str:
@@ -44,7 +47,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     ):
         return found
     try:
-        _OPEN[resolved] = optuna.storages.RDBStorage(resolved)
+        engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if resolved.startswith(SQLITE) else {}
+        _OPEN[resolved] = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)
         return _OPEN[resolved]
     except Exception as e:  # SQLAlchemy raises many types for a bad URL or unreachable server
         first = str(e).splitlines()[0] if str(e) else ""

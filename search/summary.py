@@ -29,6 +29,8 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
         return 130
     ot_study = results.load(study.name, study.storage)
     counts = results.status(ot_study)["states"]
+    if not data_root.is_dir():  # generated data whose cache folder was cleared meanwhile
+        data_root = datasets.prepare(study.dataset)
     baseline = datasets.mean_shape_baseline(
         data_root, study.dataset.annotator, study.dataset.loader_format
     )

@@ -10,6 +10,7 @@ that finished (completed, pruned or failed on their own).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -30,7 +31,14 @@ from search.lineage import StudyLineage, close_run, start_parent, sync_runs
 from search.results import FAIL_REASON, INTERRUPTED, finished, load
 from search.searcher import LiveTrials, StudySearch
 from search.space import Space
-from search.storage import experiment_dir, open_storage, resolve_url, study_exists, study_lock
+from search.storage import (
+    experiment_dir,
+    mask_url,
+    open_storage,
+    resolve_url,
+    study_exists,
+    study_lock,
+)
 from search.study import Study, load_study
 from trainables.cache import resolve_cache_dir
 from trainables.errors import ConfigError
@@ -114,9 +122,11 @@ def close_orphans(study: optuna.Study) -> int:
 
 
 def _constants(study: Study, data_root: Path) -> dict[str, Any]:
+    generated = {"synthetic": data_root.name} if study.dataset.format == "synthetic" else {}
     return {
         **study.space.fixed,
         "data_dir": str(data_root),
+        **generated,
         "dataset_format": study.dataset.loader_format,
         "cache_dir": str(resolve_cache_dir()),
         "annotator": study.dataset.annotator,
@@ -176,6 +186,9 @@ def _tuner(
             # has the same metrics, and tensorboardX costs the driver a torch import.
             callbacks=[LiveTrials(), lineage, CSVLoggerCallback(), JsonLoggerCallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # A trial whose worker died or raised is retried from its last checkpoint this
+            # many times before it is FAIL; the Optuna trial and MLflow run carry on.
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
             verbose=1,
         ),
     )
@@ -193,9 +206,23 @@ def _scheduler(study: Study) -> TrialScheduler:
     )
 
 
+class _NoRayRestoreHint(logging.Filter):
+    """Ray's Ctrl-C message tells users to call ``Tuner.restore``; cephtune's own hint
+    (``search.py resume NAME``) is the one that keeps Optuna and MLflow consistent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
 def _fit(tuner: tune.Tuner, study: Study, ot_study: optuna.Study) -> bool:
     """Run; True when the study reached ``num_samples`` finished trials."""
-    tuner.fit()
+    ray_tune_log = logging.getLogger("ray.tune.tune")
+    hint_filter = _NoRayRestoreHint()
+    ray_tune_log.addFilter(hint_filter)
+    try:
+        tuner.fit()
+    finally:
+        ray_tune_log.removeFilter(hint_filter)
     if len(finished(ot_study)) < study.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
     _settle(ot_study)
@@ -216,16 +243,16 @@ def start(
 ) -> tuple[Path, bool]:
     """Run ``study``; returns the dataset folder and whether the study completed."""
     data_root = datasets.prepare(study.dataset)
+    ensure_ray(address)
+    gpu = check_resources(study, cpu_only)
     with study_lock(study.name):
-        ensure_ray(address)
-        gpu = check_resources(study, cpu_only)
         storage = open_storage(study.storage)
         if study_exists(storage, study.name):
             if not fresh:
                 raise ConfigError(
                     f"{study.path}: study {study.name!r} already exists in "
-                    f"{resolve_url(study.storage)}; continue it with `python search.py resume "
-                    f"{study.name}` or start over with --fresh"
+                    f"{mask_url(resolve_url(study.storage))}; continue it with "
+                    f"`python search.py resume {study.name}` or start over with --fresh"
                 )
             optuna.delete_study(study_name=study.name, storage=storage)
             tracking.delete_runs(study.name)
@@ -262,6 +289,11 @@ def resume(
 ) -> tuple[Study, Path, bool]:
     """Continue an interrupted study from its storage records and Ray experiment."""
     ot_study = load(name, storage_url)
+    if "study_file" not in ot_study.user_attrs:
+        raise ConfigError(
+            f"study {name!r} in {mask_url(storage_url)} was not started by cephtune "
+            "(it has no study_file); there is nothing to resume"
+        )
     study = load_study(ot_study.user_attrs["study_file"])
     if study.spec() != ot_study.user_attrs["spec"]:
         raise ConfigError(
@@ -269,9 +301,9 @@ def resume(
             "not for a new spec (start a new study, or --fresh)"
         )
     data_root = datasets.prepare(study.dataset)
+    ensure_ray(address)
+    gpu = check_resources(study, cpu_only)
     with study_lock(name):
-        ensure_ray(address)
-        gpu = check_resources(study, cpu_only)
         if len(finished(ot_study)) >= study.num_samples:
             _settle(ot_study)
             return study, data_root, True

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -81,67 +75,6 @@ def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(pro
     assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
     assert study.user_attrs["spec"]["sampler"] == "random"
     assert study.user_attrs["spec"]["early_stopping"] is False
-
-
-def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
-    study_file = study_files(project, "crash", num_samples=4, max_epochs=3, concurrent=2)
-    env = {**os.environ, "CEPHTUNE_CACHE_DIR": str(cache_dir)}
-    env.pop("RAY_ADDRESS", None)
-    driver = subprocess.Popen(
-        [sys.executable, str(REPO / "search.py"), "start", str(study_file)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    db = project / "studies" / "optuna.db"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            if db.exists() and finished_count(db) >= 1:
-                break
-            time.sleep(1)
-        assert driver.poll() is None, "the study ended before it could be interrupted"
-        assert finished_count(db) >= 1, "no trial finished in time"
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        driver.wait()
-
-    assert main(["resume", "crash"]) == 0
-    study = load(project, "crash")
-    states = [t.state for t in study.trials]
-    assert TrialState.RUNNING not in states
-    done = [
-        t
-        for t in study.trials
-        if t.user_attrs.get("fail_reason", "").split(":")[0] != "interrupted"
-    ]
-    assert len(done) == 4
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
-    runs = trial_runs(project, "crash")
-    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
-    numbers = [r.data.tags["cephtune.optuna_trial"] for r in runs]
-    assert len(numbers) == len(set(numbers))  # no trial logged twice
-    for run in runs:
-        trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
-        expected = {
-            TrialState.COMPLETE: "completed",
-            TrialState.PRUNED: "pruned",
-            TrialState.FAIL: "failed",
-        }[trial.state]
-        assert run.data.tags["cephtune.state"] == expected
-
-
-def finished_count(db: Path) -> int:
-    with sqlite3.connect(db) as con:
-        try:
-            row = con.execute(
-                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
-            ).fetchone()
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-    return row[0]
 
 
 def test_a_second_driver_on_the_same_study_refuses(project, capsys):

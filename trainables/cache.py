@@ -96,19 +96,34 @@ def image_cache(
     found = _read_entry(folder, name, images, image_size, fp)
     if found is not None:
         return found
+    for attempt in range(3):
+        try:
+            return _build_locked(folder, name, images, image_size, fp)
+        except FileNotFoundError:
+            # Someone deleted the cache folder while this entry was being built (clearing a
+            # cache mid-study is allowed): build it again in a fresh folder.
+            if attempt == 2:
+                raise DataError(f"{folder}: the cache folder keeps disappearing") from None
+    raise AssertionError("unreachable")
+
+
+def _build_locked(folder: Path, name: str, images: list[Path], size: int, fp: str) -> ImageCache:
+    """Build the entry under its lock unless a concurrent builder finished it first."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock = open(folder / f"{name}.lock", "a")
+    except FileNotFoundError:
+        raise
     except OSError as e:
         raise DataError(f"{folder}: cannot create the preprocessing cache ({e})") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent builder finishes first, then we reuse
-        found = _read_entry(folder, name, images, image_size, fp)
+        found = _read_entry(folder, name, images, size, fp)
         if found is None:
-            _build(folder, name, images, image_size, fp)
-            found = _read_entry(folder, name, images, image_size, fp)
+            _build(folder, name, images, size, fp)
+            found = _read_entry(folder, name, images, size, fp)
     if found is None:
-        raise DataError(f"{folder / name}.json: cache entry unreadable right after building")
+        raise FileNotFoundError(folder / f"{name}.json")  # deleted right after it was written
     return found
 
 

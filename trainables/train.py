@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from trainables.metrics import radial_errors, summarize
 from trainables.model import create_model
 from trainables.precision import Precision
 from trainables.schedule import warmup_cosine_restarts
+from trainables.synth import SynthSpec, ensure_dataset
 
 NAN_CHECK_EVERY = 10  # steps between finiteness checks (each one syncs a GPU)
 
@@ -82,11 +84,18 @@ class Run:
         self.epoch, self.best = state["epoch"], state["best"]
 
 
+def ensure_data(cfg: TrainConfig) -> None:
+    """Generated data whose folder is gone (its cache folder was cleared) is generated again."""
+    if cfg.synthetic is not None:
+        ensure_dataset(SynthSpec.from_key(cfg.synthetic), Path(cfg.data_dir))
+
+
 def dataset_for(cfg: TrainConfig, split: str, augment: bool) -> LandmarkDataset:
     """One split of the configured dataset, through the shared preprocessing cache.
 
     ``split`` may join splits with ``+`` (``train+valid`` for a final model, ``train_on``).
     """
+    ensure_data(cfg)
     records = [
         record
         for part in split.split("+")
