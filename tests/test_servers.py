@@ -1,0 +1,348 @@
+"""The servers a user looks at a study with, on one real finished study.
+
+optuna-dashboard (``search.py dashboard``) is opened in a headless Chromium, and what the page
+shows is checked against the Optuna storage; the MLflow server's REST API is checked against
+the study's lineage (a parent run, one nested run per trial). The browser is the system
+Chromium (Debian package ``chromium``) driven by Playwright; no browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import tiny_study
+
+from search.cli import main
+from search.lineage import STATE_TAGS
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STUDY = "servers"
+READY_S = 60  # how long a server may take to answer (a loaded 2-core machine is slow)
+PAGE_TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server process in its own process group, its output in files under ``logs``."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, port: int, ready: str, env=None):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready = ready
+        logs = cwd / "logs"
+        logs.mkdir(exist_ok=True)
+        self.out_path, self.err_path = logs / f"{name}.out", logs / f"{name}.err"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+            )
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        """Poll ``ready`` until it answers 200; fail with the server's stderr otherwise."""
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited with {self.proc.returncode} before it answered; "
+                    f"stderr:\n{self.stderr()}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + self.ready, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.25)
+        pytest.fail(
+            f"{self.name} did not answer on {self.url} in {READY_S} s; stderr:\n{self.stderr()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group (MLflow's uvicorn worker included), SIGKILL after 10 s,
+        then SIGKILL to whatever of the group outlived its leader."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, cache_dir, ray_cluster):
+    """A finished tiny study (some trials may be pruned) in a scratch project folder."""
+    root = tmp_path_factory.mktemp("servers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("CEPHTUNE_CACHE_DIR", str(cache_dir))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        study_file = tiny_study(root, name=STUDY, num_samples=3, max_epochs=2, grace=1)
+        assert main(["start", str(study_file)]) == 0
+        storage = f"sqlite:///{root}/studies/optuna.db"
+        yield root, optuna.load_study(study_name=STUDY, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def servers(finished_study):
+    """optuna-dashboard and the MLflow server on the study, both started at once."""
+    root, _ = finished_study
+    dashboard = Server(
+        "dashboard",
+        # no --host, no --storage: the defaults (loopback, studies/optuna.db in the project)
+        [sys.executable, str(REPO / "search.py"), "dashboard", "--port", str(port := free_port())],
+        root,
+        port,
+        "/api/studies",
+    )
+    started = [dashboard]
+    try:
+        mlflow_port = free_port()
+        mlflow = Server(
+            "mlflow",
+            [
+                *(sys.executable, "-m", "mlflow", "server"),
+                *("--backend-store-uri", f"sqlite:///{root}/mlruns/mlflow.db"),
+                *("--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"),
+                "--no-serve-artifacts",
+            ],
+            root,
+            mlflow_port,
+            "/health",
+            # without its job runner (a process and six huey consumers, unused here), the
+            # server starts in half the time
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
+        started.append(mlflow)
+        yield {"dashboard": dashboard, "mlflow": mlflow}
+    finally:
+        for server in started:
+            server.stop()
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    where = Path(os.environ.get("CEPHTUNE_ARTIFACTS") or tmp_path)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def shown_tolerance(text: str) -> float:
+    """Half a unit in the last place of a number as the page writes it (``68.8016``, ``1e-7``)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+def browser():
+    """Playwright driving the system Chromium, or a skip that says what is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        pytest.skip(f"import playwright failed: {e} (pip install -e '.[test]')")
+    return sync_playwright()
+
+
+def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
+    finished_study, servers, tmp_path
+):
+    _, study = finished_study
+    trials = study.get_trials(deepcopy=False)
+    best = study.best_trial
+    dashboard = servers["dashboard"]
+    playwright = browser()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    dashboard.wait_ready()
+    shots = artifacts_dir(tmp_path)
+
+    with playwright as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh profile
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+
+            # The study list (/dashboard): a card linking to the study's page.
+            page.goto(dashboard.url + "/")
+            page.get_by_role("link", name=re.compile(rf"\b{STUDY}\b")).click()
+            page.wait_for_url(re.compile(r"/dashboard/studies/\d+$"))
+            study_url = page.url
+
+            # The study's page: a "Best Trial (number=N)" card with the value under it.
+            title = page.get_by_text(re.compile(r"^Best Trial \(number=\d+\)$"))
+            title.wait_for()
+            try:  # the plots, for the screenshot only
+                page.wait_for_load_state("networkidle", timeout=15_000)
+            except PlaywrightTimeout:
+                pass
+            shot = shots / "optuna-dashboard-study.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            card = title.locator("xpath=..").inner_text()
+            found = re.search(r"Best Trial \(number=(\d+)\)\s+(\S+)", card)
+            assert found, card
+            assert int(found[1]) == best.number
+            shown = found[2]
+            tolerance = shown_tolerance(shown) + math.ulp(best.value)
+            assert float(shown) == pytest.approx(best.value, abs=tolerance), card
+
+            # The trials list: "N Trials", one item per trial with its state, the best marked.
+            page.goto(study_url + "/trials")
+            header = page.get_by_text(re.compile(r"^\d+ Trials?$"))
+            header.wait_for()
+            shot = shots / "optuna-dashboard-trials.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            assert int(header.inner_text().split()[0]) == len(trials)
+            items = page.locator("li").filter(has=page.get_by_text(re.compile(r"^Trial \d+$")))
+            listed = {}
+            for text in items.all_inner_texts():
+                first, *chips = [line.strip() for line in text.splitlines() if line.strip()]
+                listed[int(first.split()[1])] = chips
+            assert sorted(listed) == [t.number for t in trials]
+            for trial in trials:
+                chips = [c.lower() for c in listed[trial.number]]
+                assert trial.state.name.lower() in chips, (trial.number, chips)
+                assert ("best trial" in chips) == (trial.number == best.number), chips
+        finally:
+            context.close()
+
+
+def test_dashboard_listens_on_loopback_only_and_warns_for_other_hosts(finished_study, servers):
+    root, _ = finished_study
+    dashboard = servers["dashboard"]
+    dashboard.wait_ready()
+
+    # The listening socket, as the kernel lists it: 127.0.0.1 only.
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if Path(table).exists():
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port = local.rsplit(":", 1)
+                if state == "0A" and int(port, 16) == dashboard.port:  # 0A: LISTEN
+                    listening.add(address)
+    if listening:
+        assert listening == {"0100007F"}, listening  # 127.0.0.1, little-endian hex
+
+    # From the machine's own non-loopback address (the one a route out would use), refused.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect sends nothing
+            own = probe.getsockname()[0]
+        except OSError:
+            own = None
+    if own and not own.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((own, dashboard.port), timeout=5).close()
+    assert listening or own, "found neither /proc/net/tcp nor a non-loopback address to try"
+
+    # --host 0.0.0.0 warns on stderr before it binds. The port is the running dashboard's, so
+    # the bind fails and nothing ever listens on every interface.
+    done = subprocess.run(
+        [sys.executable, str(REPO / "search.py"), "dashboard", "--host", "0.0.0.0"]
+        + ["--port", str(dashboard.port)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=READY_S,
+    )
+    assert done.returncode == 2, done.stderr  # the port was busy: one error line, no traceback
+    warning, error = done.stderr.splitlines()
+    assert warning.startswith("warning:") and "0.0.0.0" in warning
+    assert error.startswith(f"error: dashboard: cannot listen on 0.0.0.0:{dashboard.port}")
+    assert done.stdout == ""
+
+
+def rest(server: Server, path: str, query: dict | None = None, body: dict | None = None):
+    """A call to the MLflow REST API: GET with ``query``, or POST ``body`` as JSON."""
+    url = server.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_mlflow_server_has_a_parent_run_and_one_nested_run_per_trial(finished_study, servers):
+    _, study = finished_study
+    trials = study.get_trials(deepcopy=False)
+    mlflow = servers["mlflow"]
+    mlflow.wait_ready()
+
+    found = rest(mlflow, "/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": STUDY})
+    experiment_id = found["experiment"]["experiment_id"]
+    runs, search = [], {"experiment_ids": [experiment_id], "max_results": 1000}
+    while True:
+        page = rest(mlflow, "/api/2.0/mlflow/runs/search", body=search)
+        runs += page.get("runs", [])
+        if not page.get("next_page_token"):
+            break
+        search["page_token"] = page["next_page_token"]
+    tags = {
+        r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs
+    }
+
+    parents = [run_id for run_id, t in tags.items() if t.get("cephtune.role") == "study"]
+    assert len(parents) == 1, tags
+    parent = parents[0]
+    assert tags[parent]["cephtune.study"] == STUDY
+    assert tags[parent]["cephtune.best_trial"] == str(study.best_trial.number)
+    children = {run_id: t for run_id, t in tags.items() if run_id != parent}
+    assert all(t.get("mlflow.parentRunId") == parent for t in children.values()), children
+    assert len(children) == len(trials)
+    numbers = [t["cephtune.optuna_trial"] for t in children.values()]
+    assert sorted(numbers, key=int) == [str(t.number) for t in trials]  # distinct, one each
+    for run_id, t in children.items():
+        trial = trials[int(t["cephtune.optuna_trial"])]
+        assert t["cephtune.state"] == STATE_TAGS[trial.state]
+        assert trial.user_attrs["mlflow_run_id"] == run_id
