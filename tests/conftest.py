@@ -97,3 +97,20 @@ params:
 """
 
 POINT = "{model: hrnet, backbone: hrnet_w18, lr: 2.0e-4, image_size: 256, batch_size: 16}"
+
+
+def optuna_study(project: Path, name: str):
+    """Study ``name`` from the project's default Optuna storage, read with Optuna itself."""
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
+
+
+def trial_runs(project: Path, name: str) -> list:
+    """The MLflow runs of study ``name``'s trials (its parent run left out)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if r.data.tags.get("cephtune.role") != "study"]

@@ -18,7 +18,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY_SPACE, write
 from PIL import Image
 
 from search.cli import main
@@ -68,12 +68,6 @@ class Case:
     generates: bool = False  # synthetic data is generated before the failure: cache may hold it
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
 def write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -81,15 +75,7 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 # --- study and space files -------------------------------------------------------------------
 
-SPACE = """\
-params:
-  lr: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}
-  loss: {type: categorical, choices: [adaptive_wing, heatmap]}
-fixed:
-  backbone: hrnet_w18_small
-  image_size: 64
-  batch_size: 4
-"""
+SPACE = TINY_SPACE
 
 
 def study_text(root: Path | str, *overrides: str, drop: tuple[str, ...] = ()) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_study
+from conftest import optuna_study, tiny_study, trial_runs
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -36,17 +36,6 @@ STATE_TAG = {
     TrialState.PRUNED: "pruned",
     TrialState.FAIL: "failed",
 }
-
-
-def load(project: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
-
-
-def trial_runs(project: Path, name: str) -> list:
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id])
-    return [r for r in runs if r.data.tags.get("cephtune.role") != "study"]
 
 
 def query(db: Path, sql: str) -> int:
@@ -100,10 +89,18 @@ class Saboteur(threading.Thread):
             raise self.error
 
 
+def start_while(act: Callable[[], None], study_file: Path) -> None:
+    """``search.py start`` in this process while ``act`` breaks something beside it."""
+    saboteur = Saboteur(act)
+    saboteur.start()
+    assert main(["start", str(study_file)]) == 0
+    saboteur.check()
+
+
 def assert_consistent(project: Path, name: str, num_samples: int) -> optuna.Study:
     """``num_samples`` trials finished on their own, nothing RUNNING, one closed MLflow run per
     trial whose state tag matches Optuna."""
-    study = load(project, name)
+    study = optuna_study(project, name)
     assert TrialState.RUNNING not in [t.state for t in study.trials]
     done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
     assert len(done) == num_samples
@@ -214,10 +211,7 @@ def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, r
         kill_worker(lambda: reported(db, 1) >= 1, "trial 1's first epoch")
         kill_worker(lambda: True, "trial 1's retry")  # its one retry is spent: FAIL
 
-    saboteur = Saboteur(sabotage)
-    saboteur.start()
-    assert main(["start", str(study_file)]) == 0
-    saboteur.check()
+    start_while(sabotage, study_file)
     study = assert_consistent(project, "workers", 2)
     first, second = study.trials
     assert first.state == TrialState.COMPLETE
@@ -242,10 +236,7 @@ def test_cache_folder_deleted_between_trials_is_rebuilt(project, ray_cluster, mo
         assert query(db, "SELECT COUNT(*) FROM trials") == 1, "trial 1 started too early"
         shutil.rmtree(cache)
 
-    saboteur = Saboteur(clear_cache)
-    saboteur.start()
-    assert main(["start", str(study_file)]) == 0
-    saboteur.check()
+    start_while(clear_cache, study_file)
     study = assert_consistent(project, "cache", 2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert len(list((cache / "synthetic").iterdir())) == 1  # the dataset, generated again
@@ -264,10 +255,7 @@ def test_storage_locked_by_another_writer_is_waited_for(project, ray_cluster):
             time.sleep(8)  # longer than sqlite's default 5 s busy timeout
             con.execute("COMMIT")
 
-    saboteur = Saboteur(hold_lock)
-    saboteur.start()
-    assert main(["start", str(study_file)]) == 0
-    saboteur.check()
+    start_while(hold_lock, study_file)
     study = assert_consistent(project, "locked", 2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pytest
-from conftest import TINY_SPACE, tiny_study
+from conftest import TINY_SPACE, optuna_study, tiny_study, trial_runs
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -32,20 +31,9 @@ def study_files(
     )
 
 
-def load(project: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
-
-
-def trial_runs(project: Path, name: str) -> list:
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id])
-    return [r for r in runs if r.data.tags.get("cephtune.role") != "study"]
-
-
 def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluster):
     assert main(["start", str(study_files(project, "asha", num_samples=6, max_epochs=3))]) == 0
-    study = load(project, "asha")
+    study = optuna_study(project, "asha")
     states = [t.state for t in study.trials]
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
@@ -70,7 +58,7 @@ def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(pro
     lines = [line for line in study_file.read_text().splitlines() if not line.startswith("asha")]
     study_file.write_text("\n".join([*lines, "sampler: random", "asha: false", ""]))
     assert main(["start", str(study_file)]) == 0
-    study = load(project, "baseline")
+    study = optuna_study(project, "baseline")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
     assert study.user_attrs["spec"]["sampler"] == "random"
@@ -107,7 +95,7 @@ warm_start:
 def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project, ray_cluster):
     study_file = study_files(project, "faults", num_samples=3, max_epochs=2, space=FAILING_SPACE)
     assert main(["start", str(study_file)]) == 0
-    study = load(project, "faults")
+    study = optuna_study(project, "faults")
     first, second, third = study.trials  # warm-start points run first, in order
     assert first.params == {"backbone": "hrnet_bogus", "aw_epsilon": 1.0}
     assert second.params == {"backbone": "hrnet_w18_small", "aw_epsilon": 1.0e-30}
@@ -130,4 +118,4 @@ def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, cap
     assert "resources.gpu asks for 0.25 GPU per trial but the cluster has 0" in err
     assert "--cpu" in err and not (project / "studies" / "optuna.db").exists()
     assert main(["start", str(study_file), "--cpu"]) == 0
-    assert load(project, "gpu").trials[0].state == TrialState.COMPLETE
+    assert optuna_study(project, "gpu").trials[0].state == TrialState.COMPLETE
