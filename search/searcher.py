@@ -66,6 +66,8 @@ class StudySearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(STEP, 0) <= self._last.get(trial_id, {}).get(STEP, 0):
+            return  # a retried trial re-running epochs since its checkpoint: the first counts
         self._last[trial_id] = result
         if self._link(trial_id) and self._is_open(trial_id):
             super().on_trial_result(trial_id, result)
