@@ -22,10 +22,12 @@ import cloudpickle
 import optuna
 from optuna.trial import TrialState
 from ray.exceptions import RayActorError
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search.results import FAIL_REASON, RAY_TRIAL_ID
+from search.results import FAIL_REASON, RAY_TRIAL_ID, interrupted
+from search.storage import open_storage
 
 STEP = "training_iteration"
 
@@ -51,14 +53,31 @@ class LiveTrials(Callback):
 
 
 class StudySearch(OptunaSearch):
-    """``OptunaSearch`` that records PRUNED, COMPLETE and FAIL (with a reason) truthfully."""
+    """``OptunaSearch`` that records PRUNED, COMPLETE and FAIL (with a reason) truthfully, and
+    ends the search when the storage holds ``num_samples`` trials.
 
-    def __init__(self, *args: Any, max_t: int, **kwargs: Any) -> None:
+    The storage, not Ray's trial counter, decides how many trials are left: after a driver was
+    killed, Ray's saved experiment can predate trials that had already finished in Optuna, and
+    counting from it would run too many. Ray is given no sample limit and asks until this
+    searcher says FINISHED.
+    """
+
+    def __init__(self, *args: Any, max_t: int, num_samples: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_t = max_t
+        self._num_samples = num_samples
         self._last: dict[str, dict[str, Any]] = {}
 
+    def _taken(self) -> int:
+        """Trials that finished on their own or are running (a running trial ends counted)."""
+        return sum(
+            t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))
+            for t in self._ot_study.get_trials(deepcopy=False)
+        )
+
     def suggest(self, trial_id: str) -> dict | None:
+        if self._ot_study is not None and self._taken() >= self._num_samples:
+            return Searcher.FINISHED
         config = super().suggest(trial_id)
         trial = self._ot_trials[trial_id]
         if RAY_TRIAL_ID not in trial.user_attrs:
@@ -142,3 +161,29 @@ class StudySearch(OptunaSearch):
         if getattr(cause, "reason", None):  # NonFiniteLoss: "nan_loss: …"
             return message[:500]
         return f"error: {kind}: {message}"[:500]
+
+
+class SkipClosedTrials(Stopper):
+    """Stops a trial Ray restored whose Optuna trial had already ended: it finished after Ray
+    last saved the experiment and before the driver was killed, so it must not run again."""
+
+    def __init__(self, storage_url: str, study_name: str) -> None:
+        self.storage_url, self.study_name = storage_url, study_name
+        self._seen: set[str] = set()  # trials already found open in this driver process
+
+    def __getstate__(self) -> dict[str, Any]:  # a restored driver checks every trial again
+        return {**self.__dict__, "_seen": set()}
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if trial_id in self._seen:  # open at its first result here: the searcher closes it
+            return False
+        self._seen.add(trial_id)
+        storage = open_storage(self.storage_url)
+        study = optuna.load_study(study_name=self.study_name, storage=storage)
+        for trial in study.get_trials(deepcopy=False):
+            if trial.user_attrs.get(RAY_TRIAL_ID) == trial_id:
+                return trial.state != TrialState.RUNNING
+        return False
+
+    def stop_all(self) -> bool:
+        return False

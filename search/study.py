@@ -18,6 +18,8 @@ Schema (``studies/*.yaml``)::
     asha: {grace_period: 2, reduction_factor: 2}   # or `asha: false`: every trial runs max_epochs
     sampler: tpe                      # tpe | random (a baseline to compare TPE against)
     resources: {cpu: 1, gpu: 0}       # per trial; gpu may be fractional
+    autoscaling: false                # true: the cluster adds nodes on demand (skip the check
+                                      # that some node can hold a trial's resources)
     max_concurrent_trials: 2          # optional
     max_failures: 0                   # retries of a trial whose worker died or raised
     seed: 0
@@ -53,6 +55,7 @@ STUDY_KEYS = (
     "asha",
     "sampler",
     "resources",
+    "autoscaling",
     "max_concurrent_trials",
     "max_failures",
     "seed",
@@ -97,21 +100,31 @@ class Study:
     early_stopping: bool = True  # ASHA; False runs every trial to max_epochs
     sampler: str = "tpe"
     max_failures: int = 0  # Ray FailureConfig: retries before a trial is FAIL
+    autoscaling: bool = False  # the cluster grows on demand: no node need hold a trial now
 
     def spec(self) -> dict[str, Any]:
         """The resolved study as JSON data, as stored with the Optuna study and compared on
-        resume. A password in the storage URL is masked: optuna-dashboard shows this."""
+        resume. A password in the storage URL is masked: optuna-dashboard shows this. Paths are
+        absolute, so the same files compare equal however they were named (``studies/x.yaml``
+        from the project folder, ``../x.yaml`` from elsewhere)."""
         from search.storage import mask_url
 
         out = asdict(self)
+        out["path"] = _absolute(self.path)
         out["storage"] = mask_url(self.storage)
+        if self.dataset.root is not None:
+            out["dataset"]["root"] = _absolute(self.dataset.root)
         out["space"] = {
-            "path": self.space.path,
+            "path": _absolute(self.space.path),
             "fixed": self.space.fixed,
             "params": [asdict(p) for p in self.space.params],
             "warm_start": list(self.space.warm_start),
         }
         return json.loads(json.dumps(out))
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 NAME_RULE = (
@@ -162,6 +175,9 @@ def load_study(path: Path | str) -> Study:
     gpu = check.number(resources.get("gpu", 0), "resources.gpu")
     if gpu < 0:
         raise check.fail("resources.gpu", f"must be >= 0, got {gpu}")
+    autoscaling = raw.get("autoscaling", False)
+    if not isinstance(autoscaling, bool):
+        raise check.fail("autoscaling", f"must be true or false, got {autoscaling!r}")
     concurrent = raw.get("max_concurrent_trials")
     if concurrent is not None:
         concurrent = check.integer(concurrent, "max_concurrent_trials", minimum=1)
@@ -193,6 +209,7 @@ def load_study(path: Path | str) -> Study:
         early_stopping,
         sampler,
         max_failures,
+        autoscaling,
     )
 
 

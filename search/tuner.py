@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search import datasets, tracking
 from search.lineage import StudyLineage, close_run, start_parent, sync_runs
-from search.results import FAIL_REASON, INTERRUPTED, finished, load
-from search.searcher import LiveTrials, StudySearch
+from search.results import FAIL_REASON, INTERRUPTED, RAY_TRIAL_ID, finished, load
+from search.searcher import LiveTrials, SkipClosedTrials, StudySearch
 from search.space import Space
 from search.storage import (
     experiment_dir,
@@ -95,23 +96,42 @@ def _check_reachable(address: str) -> None:
 
 
 def check_resources(study: Study, cpu_only: bool) -> float:
-    """The GPU share per trial to request; a GPU study on a GPU-less cluster fails fast."""
-    if study.gpu == 0 or cpu_only:
-        return 0.0
-    available = ray.cluster_resources().get("GPU", 0)
-    if available < study.gpu:
+    """The GPU share per trial to request. A trial runs on one node, so some node must hold a
+    trial's CPUs and GPUs, or Ray would wait for it forever: refuse before anything is recorded,
+    unless the study says the cluster autoscales. A GPU study on a GPU-less cluster fails too."""
+    gpu = 0.0 if cpu_only else study.gpu
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    total_gpu = sum(n.get("GPU", 0) for n in nodes)
+    if gpu and not total_gpu and not study.autoscaling:
         raise ConfigError(
-            f"{study.path}: resources.gpu asks for {study.gpu:g} GPU per trial but the cluster "
-            f"has {available:g}; pass --cpu to run it on CPU"
+            f"{study.path}: resources.gpu asks for {gpu:g} GPU per trial but the cluster "
+            "has 0; pass --cpu to run it on CPU"
         )
-    return study.gpu
+    if study.autoscaling:
+        return gpu
+    for key, unit, asked in (("cpu", "CPU", study.cpu), ("gpu", "GPU", gpu)):
+        largest = max((n.get(unit, 0) for n in nodes), default=0)
+        if asked > largest:
+            total = sum(n.get(unit, 0) for n in nodes)
+            raise ConfigError(
+                f"{study.path}: resources.{key} asks for {asked:g} {unit} per trial but no node "
+                f"of the cluster has that many (largest node {largest:g}, {len(nodes)} "
+                f"node{'s' if len(nodes) != 1 else ''}, {total:g} in all); lower it, or set "
+                "`autoscaling: true` if the cluster adds nodes on demand"
+            )
+    return gpu
 
 
-def close_orphans(study: optuna.Study) -> int:
-    """Mark trials still RUNNING in the storage FAIL (interrupted) and end their MLflow runs."""
+def close_orphans(study: optuna.Study, keep: frozenset[str] = frozenset()) -> int:
+    """Mark trials still RUNNING in the storage FAIL (interrupted) and end their MLflow runs,
+    except those of the Ray trials in ``keep`` (Ray continues them)."""
     storage = study._storage
     client = MlflowClient(tracking.tracking_uri())
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    orphans = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get(RAY_TRIAL_ID) not in keep
+    ]
     for trial in orphans:
         storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, INTERRUPTED)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -119,6 +139,14 @@ def close_orphans(study: optuna.Study) -> int:
         if run_id:
             close_run(client, run_id, storage.get_trial(trial._trial_id))
     return len(orphans)
+
+
+def _unfinished_in_ray(folder: Path) -> frozenset[str]:
+    """The Ray trial ids that ``Tuner.restore`` continues: unfinished in the saved experiment."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(folder)).trials
+    return frozenset(t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR"))
 
 
 def _constants(study: Study, data_root: Path) -> dict[str, Any]:
@@ -140,7 +168,6 @@ def _tuner(
     study: Study,
     ot_study: optuna.Study,
     gpu: float,
-    num_samples: int,
     run_name: str,
     warm_start: bool,
 ) -> tune.Tuner:
@@ -157,6 +184,7 @@ def _tuner(
         study_name=study.name,
         storage=ot_study._storage,
         max_t=study.max_epochs,
+        num_samples=study.num_samples,
     )
     lineage = StudyLineage(
         study.name,
@@ -174,7 +202,7 @@ def _tuner(
             mode=study.mode,
             search_alg=searcher,
             scheduler=_scheduler(study),
-            num_samples=num_samples,
+            num_samples=-1,  # no limit of Ray's own: the searcher counts in the storage
             max_concurrent_trials=study.max_concurrent_trials,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
@@ -182,6 +210,7 @@ def _tuner(
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(folder.parent),
+            stop=SkipClosedTrials(study.storage, study.name),
             # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
             # has the same metrics, and tensorboardX costs the driver a torch import.
             callbacks=[LiveTrials(), lineage, CSVLoggerCallback(), JsonLoggerCallback()],
@@ -245,8 +274,8 @@ def start(
     data_root = datasets.prepare(study.dataset)
     ensure_ray(address)
     gpu = check_resources(study, cpu_only)
+    storage = open_storage(study.storage, f"{study.path}: storage")
     with study_lock(study.name):
-        storage = open_storage(study.storage)
         if study_exists(storage, study.name):
             if not fresh:
                 raise ConfigError(
@@ -260,6 +289,9 @@ def start(
             experiment_dir(study.name).parent.mkdir(parents=True, exist_ok=True)
         direction = "minimize" if study.mode == "min" else "maximize"
         ot_study = optuna.create_study(study_name=study.name, storage=storage, direction=direction)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and still there
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ot_study.set_metric_names([study.metric])  # optuna-dashboard names the objective
         experiment_id = tracking.ensure_experiment(study.name)
         constants = _constants(study, data_root)
         parent = start_parent(
@@ -275,26 +307,47 @@ def start(
             "constants": constants,
             "metric": study.metric,
             "study_file": str(Path(study.path).resolve()),
+            "project": str(Path.cwd()),
+            "mlflow_tracking_uri": mask_url(tracking.tracking_uri()),
             "mlflow_experiment_id": experiment_id,
             "mlflow_parent_run_id": parent,
         }.items():
             ot_study.set_user_attr(key, value)
         run_name = experiment_dir(study.name).name
-        tuner = _tuner(study, ot_study, gpu, study.num_samples, run_name, warm_start=True)
+        tuner = _tuner(study, ot_study, gpu, run_name, warm_start=True)
         return data_root, _fit(tuner, study, ot_study)
 
 
 def resume(
     name: str, storage_url: str, cpu_only: bool = False, address: str | None = None
 ) -> tuple[Study, Path, bool]:
-    """Continue an interrupted study from its storage records and Ray experiment."""
+    """Continue an interrupted study from its storage records and Ray experiment.
+
+    It runs in the project folder the study was started from, whatever the current directory:
+    the Ray experiment, the lock, the default MLflow store and relative sqlite URLs are there.
+    """
     ot_study = load(name, storage_url)
-    if "study_file" not in ot_study.user_attrs:
+    attrs = ot_study.user_attrs
+    if "study_file" not in attrs:
         raise ConfigError(
             f"study {name!r} in {mask_url(storage_url)} was not started by cephtune "
             "(it has no study_file); there is nothing to resume"
         )
-    study = load_study(ot_study.user_attrs["study_file"])
+    project = Path(attrs.get("project", Path.cwd()))
+    if not project.is_dir():
+        raise ConfigError(
+            f"study {name!r} was started in {project}, which is gone; its Ray experiment and "
+            "MLflow store were there"
+        )
+    os.chdir(project)
+    recorded = attrs.get("mlflow_tracking_uri")
+    here = mask_url(tracking.tracking_uri())
+    if recorded is not None and recorded != here:
+        raise ConfigError(
+            f"study {name!r} records its MLflow runs in {recorded}, but MLflow here is {here}; "
+            f"set MLFLOW_TRACKING_URI={recorded} (with the password if *** hides one)"
+        )
+    study = load_study(attrs["study_file"])
     if study.spec() != ot_study.user_attrs["spec"]:
         raise ConfigError(
             f"{study.path}: changed since study {name!r} started; resume is for recovery, "
@@ -309,6 +362,9 @@ def resume(
             return study, data_root, True
         folder = experiment_dir(name).parent / ot_study.user_attrs["ray_run"]
         if tune.Tuner.can_restore(str(folder)):
+            # Trials Ray will not continue (it saved the experiment before they started) are
+            # interrupted now, so the searcher's count of running trials is true.
+            close_orphans(ot_study, keep=_unfinished_in_ray(folder))
             tuner = tune.Tuner.restore(
                 str(folder),
                 tune.with_resources(trainable, {"cpu": study.cpu, "gpu": gpu}),
@@ -317,7 +373,6 @@ def resume(
             )
         else:  # the driver died before Ray saved anything: replace the lost trials
             close_orphans(ot_study)
-            remaining = study.num_samples - len(finished(ot_study))
             run_name = f"{experiment_dir(name).name}-{len(ot_study.trials)}"
-            tuner = _tuner(study, ot_study, gpu, remaining, run_name, warm_start=False)
+            tuner = _tuner(study, ot_study, gpu, run_name, warm_start=False)
         return study, data_root, _fit(tuner, study, ot_study)

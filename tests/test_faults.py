@@ -149,6 +149,36 @@ def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, c
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
 
 
+def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed_spec(
+    project, ray_cluster, cache_dir, tmp_path_factory
+):
+    """Started as the README does (``start studies/NAME.yaml``, a space at ``../spaces/``),
+    killed, then resumed by name from the project folder and from another folder."""
+    tiny_study(project / "studies", "relative", num_samples=3, max_epochs=3, grace=1, seed=2)
+    spec = project / "studies" / "relative.yaml"
+    (project / "spaces").mkdir()
+    (project / "studies" / "space.yaml").rename(project / "spaces" / "tiny.yaml")
+    spec.write_text(spec.read_text().replace("space: space.yaml", "space: ../spaces/tiny.yaml"))
+    run = driver(project, cache_dir, "start", "studies/relative.yaml")
+    db = project / "studies" / "optuna.db"
+    try:
+        wait_for(lambda: finished_count(db) >= 1 or run.poll() is not None, "a finished trial")
+        assert run.poll() is None, "the study ended before it could be interrupted"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+    original = spec.read_text()
+    spec.write_text(original.replace("max_epochs: 3", "max_epochs: 4"))
+    assert main(["resume", "relative"]) == 2  # a real change is still refused
+    spec.write_text(original)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    os.chdir(elsewhere)
+    assert main(["resume", "relative", "--storage", f"sqlite:///{db}"]) == 0
+    assert_consistent(project, "relative", 3)
+    assert list(elsewhere.iterdir()) == []  # the study's state stayed in its project folder
+
+
 def test_ctrl_c_stops_cleanly_with_a_resume_hint(project, ray_cluster, cache_dir, capsys):
     study_file = tiny_study(project, "ctrlc", num_samples=3, max_epochs=3, grace=3, concurrent=1)
     run = driver(project, cache_dir, "start", str(study_file))
