@@ -56,6 +56,11 @@ def cmd_status(args: argparse.Namespace) -> None:
         return
     states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items()) or "none"
     print(f"study {info['study']}: {info['trials']} trials ({states})")
+    if info["interrupted"]:
+        print(
+            f"  {info['interrupted']} of the failed were running when a driver stopped: "
+            "interrupted and replaced"
+        )
     if info["best"]:
         print(f"best so far: trial #{info['best']['trial']} value {info['best']['value']:.4f}")
 
@@ -292,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # a usage error (one line, code 2) or --help (code 0)
         return e.code if isinstance(e.code, int) else 2
     try:
+        from search.logs import quiet_libraries
+
+        quiet_libraries()
         return args.func(args) or 0
     except CephtuneError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -106,7 +106,9 @@ def parse_when(
         for v in values:
             if not param.possible(v):
                 raise check.fail(
-                    ckey, f"can never hold: {v!r} is not a value of {name} ({param.describe()})"
+                    ckey,
+                    f"can never hold: {v!r} is not a value {name} can take "
+                    f"(its values: {param.describe()})",
                 )
         conditions.append(Condition(name, values))
     return tuple(conditions)

@@ -31,15 +31,26 @@ def load(name: str, storage_url: str) -> optuna.Study:
         ) from None
 
 
+def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial the driver's stop ended (FAIL, interrupted): it was replaced by another."""
+    return (
+        trial.state == optuna.trial.TrialState.FAIL
+        and trial.user_attrs.get(FAIL_REASON) == INTERRUPTED
+    )
+
+
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that ended on their own: completed, pruned, or failed other than by interruption."""
     return [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        or (
-            t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(FAIL_REASON) != INTERRUPTED
+        if t.state
+        in (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL,
         )
+        and not interrupted(t)
     ]
 
 
@@ -73,6 +84,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
         "study": study.study_name,
         "trials": len(trials),
         "states": dict(sorted(counts.items())),
+        "interrupted": sum(interrupted(t) for t in trials),  # FAILs counted in states too
     }
     out["best"] = best(study) if counts.get("COMPLETE") else None
     return out

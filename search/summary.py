@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 from search import datasets, results, tracking
@@ -18,6 +19,17 @@ def _tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _mlflow_ui(uri: str) -> str:
+    """Where to look at the runs: a tracking server's own page, else ``mlflow ui`` on the store
+    (``mlflow ui --backend-store-uri`` takes a database URL, never an http one)."""
+    if uri.startswith(("http://", "https://")):
+        return f"{mask_url(uri)} (the MLflow tracking server)"
+    return (
+        f"{_tool('mlflow')} ui --backend-store-uri {shlex.quote(mask_url(uri))} "
+        "--host 127.0.0.1 --port 5000"
+    )
+
+
 def summary(study: Study, data_root: Path, complete: bool) -> int:
     """What a finished (or interrupted) study prints: best trial, baseline, where to look."""
     if not complete:
@@ -28,7 +40,9 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
         )
         return 130
     ot_study = results.load(study.name, study.storage)
-    counts = results.status(ot_study)["states"]
+    done = results.finished(ot_study)
+    counts = Counter(t.state.name.lower() for t in done)
+    interrupted = [t.number for t in ot_study.trials if results.interrupted(t)]
     if not data_root.is_dir():  # generated data whose cache folder was cleared meanwhile
         data_root = datasets.prepare(study.dataset)
     baseline = datasets.mean_shape_baseline(
@@ -37,11 +51,16 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
     unit = " mm" if study.metric.endswith("_mm") else ""
     print()
     print(
-        f"Study {study.name!r}: {study.num_samples} trials finished "
-        f"({', '.join(f'{k.lower()} {v}' for k, v in counts.items())})."
+        f"Study {study.name!r}: {len(done)} trials finished "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})."
     )
+    if interrupted:
+        print(
+            f"  {len(interrupted)} more (#{', #'.join(map(str, interrupted))}) were running when "
+            "the driver stopped and could not be continued: marked FAIL (interrupted) and replaced."
+        )
     ratio = ""
-    if counts.get("COMPLETE", 0):
+    if counts.get("complete", 0):
         found = results.best(ot_study)
         print(f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}{unit}")
         print("  config: " + json.dumps(found["params"], sort_keys=True))
@@ -59,8 +78,5 @@ def summary(study: Study, data_root: Path, complete: bool) -> int:
         f"  optuna-dashboard: {_tool('optuna-dashboard')} {shlex.quote(storage)} "
         "--host 127.0.0.1 --port 8080"
     )
-    print(
-        f"  MLflow UI:        {_tool('mlflow')} ui --backend-store-uri "
-        f"{shlex.quote(mask_url(tracking.tracking_uri()))} --host 127.0.0.1 --port 5000"
-    )
+    print(f"  MLflow UI:        {_mlflow_ui(tracking.tracking_uri())}")
     return 0

@@ -382,6 +382,29 @@ CASES = [
         ray=True,
     ),
     Case(
+        "study-more-cpus-than-any-node",
+        study("resources: {cpu: 64}"),
+        ("bad.yaml", "resources.cpu asks for 64 CPU per trial but no node", "autoscaling: true"),
+        ray=True,
+    ),
+    Case(
+        "study-autoscaling-not-a-bool",
+        study("autoscaling: sometimes"),
+        ("bad.yaml", "autoscaling must be true or false, got 'sometimes'"),
+    ),
+    Case(
+        "study-storage-unreachable",
+        study("storage: postgresql://cephtune:s3cret@127.0.0.1:1/optuna"),
+        ("bad.yaml: storage", "'postgresql://cephtune:***@127.0.0.1:1/optuna'", "cannot open"),
+        ray=True,
+    ),
+    Case(
+        "study-storage-driver-missing",
+        study("storage: postgresql+pg8000://cephtune@127.0.0.1:1/optuna"),
+        ("bad.yaml: storage", "the postgresql driver 'pg8000' is not installed"),
+        ray=True,
+    ),
+    Case(
         "study-synthetic-generated-then-gpu-refused",
         synthetic_on_gpu,
         ("bad.yaml", "resources.gpu asks for 64 GPU"),
@@ -798,6 +821,7 @@ def setup_case(case: Case, tmp: Path, template: dict, pristine: dict) -> tuple[P
 
 def check_one_line(err: str, case: Case) -> None:
     assert "Traceback" not in err
+    assert "s3cret" not in err  # a storage password is masked in every message
     assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
     assert err.startswith("error: ")
     for part in case.expect:
@@ -834,7 +858,14 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
     check_no_trace(case, template, isolated, project, before)
 
 
-SUBPROCESS = ("study-python-tag", "data-image-truncated", "best-no-finished-trial")
+# The process cases that start Ray (its notices, Optuna's and MLflow's must not reach stderr).
+SUBPROCESS = (
+    "study-python-tag",
+    "data-image-truncated",
+    "best-no-finished-trial",
+    "study-more-cpus-than-any-node",
+    "study-storage-unreachable",
+)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)

@@ -47,17 +47,24 @@ ERROR_CASES = [
     (
         "  backbone: {type: categorical, choices: [hrnet_w18], when: {model: vgg}}",
         "params.backbone.when.model",
-        "can never hold: 'vgg' is not a value of model ([hrnet, resnet])",
+        "can never hold: 'vgg' is not a value model can take (its values: [hrnet, resnet])",
     ),
     (
         "  backbone: {type: categorical, choices: [hrnet_w18], when: {model: [hrnet, vgg]}}",
         "params.backbone.when.model",
         "can never hold: 'vgg'",
     ),
+    (  # the value is the problem, not the order: loss is defined before aw_alpha
+        "  loss: {type: categorical, choices: [adaptive_wing, heatmap]}\n"
+        "  aw_alpha: {type: float, low: 1.5, high: 2.5, when: {loss: focal}}",
+        "params.aw_alpha.when.loss",
+        "can never hold: 'focal' is not a value loss can take "
+        "(its values: [adaptive_wing, heatmap])",
+    ),
     (
         "  loss: {type: categorical, choices: [heatmap], when: {batch_size: 36}}",
         "params.loss.when.batch_size",
-        "can never hold: 36 is not a value of batch_size",
+        "can never hold: 36 is not a value batch_size can take",
     ),
     (
         "  loss: {type: categorical, choices: [heatmap], when: {batch_size: 10}}",

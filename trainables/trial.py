@@ -16,12 +16,16 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def trainable(config: dict[str, Any]) -> None:
     """One ``tune.report`` per epoch, with a checkpoint every ``checkpoint_every`` epochs."""
+    import logging
+
     from ray import tune
 
     from trainables import checkpoint
     from trainables.config import TrainConfig
     from trainables.train import State, run_training, should_checkpoint
 
+    # Ray logs every checkpoint a trial saves at INFO, and forwards it to the user's terminal.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     resume = None
     found = tune.get_checkpoint()
     if found is not None:
