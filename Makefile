@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install install-test lint bench chromium
+.PHONY: quickstart test install install-test lint bench chromium postgres
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,7 +30,14 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
 		echo "warning: could not install chromium; the browser test will skip" >&2
 
-test: install-test chromium
+# tests/test_readme.py and tests/test_postgres.py run a private PostgreSQL server (Debian package
+# `postgresql`: its initdb and pg_ctl); where it cannot be installed, those tests skip and say why.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) || \
+		echo "warning: could not install postgresql; the PostgreSQL tests will skip" >&2
+
+test: install-test chromium postgres
 	$(BIN)/python -m pytest -q
 
 lint: install-test

@@ -21,7 +21,7 @@ def load(name: str, storage_url: str) -> optuna.Study:
     """The study ``name``; the name is checked first, since commands use ``studies/NAME``."""
     if not valid_name(name):
         raise ConfigError(f"study name {name!r} {NAME_RULE}")
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, "--storage")
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -33,6 +33,7 @@ from search.results import FAIL_REASON, INTERRUPTED, RAY_TRIAL_ID, finished, loa
 from search.searcher import LiveTrials, SkipClosedTrials, StudySearch
 from search.space import Space
 from search.storage import (
+    SQLITE,
     experiment_dir,
     mask_url,
     open_storage,
@@ -274,8 +275,11 @@ def start(
     data_root = datasets.prepare(study.dataset)
     ensure_ray(address)
     gpu = check_resources(study, cpu_only)
-    storage = open_storage(study.storage, f"{study.path}: storage")
+    where = f"{study.path}: storage"
+    if not resolve_url(study.storage).startswith(SQLITE):
+        open_storage(study.storage, where)  # an unreachable server fails before the lock file
     with study_lock(study.name):
+        storage = open_storage(study.storage, where)  # a new sqlite file only once we hold it
         if study_exists(storage, study.name):
             if not fresh:
                 raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,30 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session (tests/postgres.py), or a skip that says
+    why it cannot run here."""
+    from postgres import PostgresServer, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer(free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +131,36 @@ def optuna_study(project: Path, name: str):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
 
 
-def trial_runs(project: Path, name: str) -> list:
-    """The MLflow runs of study ``name``'s trials (its parent run left out)."""
+def trial_runs(project: Path, name: str, tracking_uri: str | None = None) -> list:
+    """The MLflow runs of study ``name``'s trials (not its parent or promotion runs), from the
+    project's default store or from ``tracking_uri`` (a tracking server)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri or f"sqlite:///{project}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id])
-    return [r for r in runs if r.data.tags.get("cephtune.role") != "study"]
+    return [r for r in runs if "cephtune.role" not in r.data.tags]  # study, promote: roles
+
+
+def check_records(study, runs: list, num_samples: int) -> None:
+    """What any stop of a study must leave: ``num_samples`` trials that finished on their own,
+    nothing RUNNING, one closed MLflow run per trial (none twice) whose state tag matches
+    Optuna's state."""
+    from optuna.trial import TrialState
+
+    from search.results import FAIL_REASON, INTERRUPTED
+
+    tags = {
+        TrialState.COMPLETE: "completed",
+        TrialState.PRUNED: "pruned",
+        TrialState.FAIL: "failed",
+    }
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
+    assert len(done) == num_samples
+    numbers = [int(r.data.tags["cephtune.optuna_trial"]) for r in runs]
+    assert len(numbers) == len(set(numbers))  # no trial logged twice
+    assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs)
+    for run in runs:
+        trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
+        assert run.data.tags["cephtune.state"] == tags[trial.state]

@@ -10,6 +10,7 @@ another writer). Trials that raise or whose loss goes NaN are in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import optuna_study, tiny_study, trial_runs
+from conftest import check_records, optuna_study, tiny_study, trial_runs
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -31,11 +32,6 @@ from search.results import FAIL_REASON, INTERRUPTED
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-STATE_TAG = {
-    TrialState.COMPLETE: "completed",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-}
 
 
 def query(db: Path, sql: str) -> int:
@@ -98,21 +94,9 @@ def start_while(act: Callable[[], None], study_file: Path) -> None:
 
 
 def assert_consistent(project: Path, name: str, num_samples: int) -> optuna.Study:
-    """``num_samples`` trials finished on their own, nothing RUNNING, one closed MLflow run per
-    trial whose state tag matches Optuna."""
+    """``check_records`` on the project's default stores; the study, for more checks."""
     study = optuna_study(project, name)
-    assert TrialState.RUNNING not in [t.state for t in study.trials]
-    done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
-    assert len(done) == num_samples
-    runs = trial_runs(project, name)
-    numbers = [int(r.data.tags["cephtune.optuna_trial"]) for r in runs]
-    assert len(numbers) == len(set(numbers))  # no trial logged twice
-    assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs)
-    for run in runs:
-        assert (
-            run.data.tags["cephtune.state"]
-            == STATE_TAG[study.trials[int(run.data.tags["cephtune.optuna_trial"])].state]
-        )
+    check_records(study, trial_runs(project, name), num_samples)
     return study
 
 
@@ -150,7 +134,7 @@ def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, c
 
 
 def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed_spec(
-    project, ray_cluster, cache_dir, tmp_path_factory
+    project, ray_cluster, cache_dir, tmp_path_factory, capsys
 ):
     """Started as the README does (``start studies/NAME.yaml``, a space at ``../spaces/``),
     killed, then resumed by name from the project folder and from another folder."""
@@ -174,9 +158,19 @@ def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed
     spec.write_text(original)
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     os.chdir(elsewhere)
+    capsys.readouterr()
     assert main(["resume", "relative", "--storage", f"sqlite:///{db}"]) == 0
-    assert_consistent(project, "relative", 3)
+    study = assert_consistent(project, "relative", 3)
     assert list(elsewhere.iterdir()) == []  # the study's state stayed in its project folder
+    # The summary's counts add up to num_samples; replaced trials are named apart.
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "trials finished" in x]
+    parts = re.search(r"(\d+) trials finished \((.*)\)", line)
+    assert int(parts[1]) == 3 == sum(int(p.split()[1]) for p in parts[2].split(", "))
+    replaced = [t.number for t in study.trials if t.user_attrs.get(FAIL_REASON) == INTERRUPTED]
+    if replaced:
+        assert f"{len(replaced)} more (#{', #'.join(map(str, replaced))})" in out
+    assert study.metric_names == ["mre_mm"]  # optuna-dashboard names the objective
 
 
 def test_ctrl_c_stops_cleanly_with_a_resume_hint(project, ray_cluster, cache_dir, capsys):

@@ -78,3 +78,23 @@ def test_a_finished_study_whose_trials_were_all_pruned_is_not_an_error(project, 
     assert summary(study, datasets.prepare(study.dataset), complete=True) == 0
     out = capsys.readouterr().out
     assert "pruned 1" in out and "No trial ran all 3 epochs" in out
+
+
+def test_a_restored_trial_optuna_already_closed_is_stopped(tmp_path):
+    """Ray's saved experiment can list a trial as running that finished in Optuna before the
+    driver died: it must not train again (the stopper Ray restores with the experiment)."""
+    import pickle
+
+    from search.searcher import SkipClosedTrials
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="restored", storage=url)
+    for ray_id, state in (("done", TrialState.COMPLETE), ("open", TrialState.RUNNING)):
+        trial = study.ask()
+        trial.set_user_attr(RAY_TRIAL_ID, ray_id)
+        if state == TrialState.COMPLETE:
+            study.tell(trial, 1.0)
+    stopper = pickle.loads(pickle.dumps(SkipClosedTrials(url, "restored")))
+    assert stopper("done", {}) is True
+    assert stopper("open", {}) is False
+    assert stopper.stop_all() is False

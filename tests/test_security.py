@@ -55,10 +55,13 @@ def test_a_storage_password_is_masked_in_the_stored_spec(tmp_path):
 
 @pytest.mark.slow
 def test_a_storage_password_never_reaches_the_error_line(project, ray_cluster, capsys):
-    assert main(["start", str(with_storage(project, URL))]) == 2
+    study_file = with_storage(project, URL)
+    assert main(["start", str(study_file)]) == 2
     out, err = capsys.readouterr()
     assert SECRET not in out + err
-    assert err.startswith("error: storage 'postgresql://cephtune:***@127.0.0.1:9/cephtune'")
+    assert err.startswith(
+        f"error: {study_file}: storage 'postgresql://cephtune:***@127.0.0.1:9/cephtune'"
+    )
     assert err.count("\n") == 1
     for command in (["status", "secret"], ["best", "secret"], ["resume", "secret"]):
         assert main([*command, "--storage", URL]) == 2
