@@ -107,3 +107,21 @@ def test_non_finite_loss_stops_the_run_at_once(data_dir, tmp_path):
             lambda metrics, state: seen.append(metrics),
         )
     assert len(seen) < 20
+
+
+def test_resume_continues_exactly_with_loader_workers(data_dir, tmp_path):
+    """With workers the loader draws its base seed when its iterator is created: it must not
+    take it from the shuffle stream, or a run resumed at epoch k shuffles differently."""
+    path = tmp_path / "ckpt.pt"
+
+    def report(metrics, state):
+        if metrics["epoch"] == 1:
+            checkpoint.save(path, state())
+
+    cfg = config(data_dir, tmp_path, epochs=2, num_workers=1, augment=True)
+    straight = run_training(cfg, report)
+    resumed, _ = collect(cfg, checkpoint.load(path))
+    for a, b in zip(
+        straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)

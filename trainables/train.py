@@ -122,11 +122,14 @@ def build(cfg: TrainConfig) -> Run:
     valid = dataset_for(cfg, "valid", augment=False)
     shuffle = torch.Generator()
     workers = cfg.workers(cuda=precision.device.type == "cuda")
+    # The sampler owns the shuffle stream (re-seeded every epoch). The loader draws its workers'
+    # base seed from its own generator when it creates an iterator: once, with persistent
+    # workers, so from the shuffle stream a run resumed at epoch k would shuffle differently.
     loader = torch.utils.data.DataLoader(
         train,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=shuffle,
+        sampler=torch.utils.data.RandomSampler(train, generator=shuffle),
+        generator=torch.Generator().manual_seed(cfg.seed),
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=precision.device.type == "cuda",
