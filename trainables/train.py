@@ -207,7 +207,6 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     run.train.set_epoch(run.epoch)
     run.shuffle.manual_seed(cfg.seed * 100_003 + run.epoch)  # same order after a resume
     loss_fn = create_loss(cfg)
-    side = cfg.image_size // model.stride
     device = run.precision.device
     check_every = NAN_CHECK_EVERY if device.type == "cuda" else 1
     patience = NAN_PATIENCE if run.scaler.is_enabled() else 1
@@ -227,19 +226,7 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
             break
         waited += time.perf_counter() - fetch
         images = run.precision.batch(images)
-        coords = heatmap.to_heatmap(coords.to(device, non_blocking=True), model.stride)
-        target = heatmap.encode(coords, side, side, run.sigma)
-        with run.precision.autocast():
-            outputs = model(images)
-        # Intermediate supervision: a model may return one heatmap per stack.
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        loss = sum(loss_fn(out, target) for out in outputs) / len(outputs)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.scheduler.step()
-        value = loss.detach()
+        value = train_step(run, loss_fn, images, coords.to(device, non_blocking=True))
         finite = torch.isfinite(value)
         total += torch.where(finite, value, 0.0) * len(images)
         counted += finite * len(images)
@@ -264,6 +251,28 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
         "samples_per_s": count / elapsed,
         "data_wait_frac": waited / elapsed,
     }
+
+
+def train_step(
+    run: Run, loss_fn: Callable, images: torch.Tensor, coords: torch.Tensor
+) -> torch.Tensor:
+    """One optimisation step on a batch already on the device: targets, forward, loss, scaled
+    backward, optimiser and schedule. Returns the detached loss; reads nothing back to the
+    host (the GradScaler finds overflows on the device with the fused AdamW)."""
+    model = run.model
+    side = run.cfg.image_size // model.stride
+    target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), side, side, run.sigma)
+    with run.precision.autocast():
+        outputs = model(images)
+    # Intermediate supervision: a model may return one heatmap per stack.
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    loss = sum(loss_fn(out, target) for out in outputs) / len(outputs)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss.detach()
 
 
 def check_finite(streak: int, patience: int, epoch: int) -> None:
