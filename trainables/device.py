@@ -1,11 +1,11 @@
 """Where a Ray trial trains, and how it shares a GPU with the trials packed next to it.
 
 A trial trains on the resources it was given, never on what its worker happens to see: since
-Ray 2.5x an actor given no GPU still sees every GPU of its node (``CUDA_VISIBLE_DEVICES`` is
-left alone unless ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO`` is set, which the driver sets for a
-local Ray but a cluster's workers may not have). Ray's GPU limits are logical: a trial given a
-fraction of a GPU is held to that fraction of its memory here, so one large trial fails alone
-instead of taking its neighbours with it.
+Ray 2.60 an actor given no GPU still sees every GPU of its node (``CUDA_VISIBLE_DEVICES`` is
+left alone unless ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO`` is set, ray-project/ray#54868), which
+the driver sets for a local Ray but a cluster's workers may not have. Ray's GPU limits are
+logical: a trial given a fraction of a GPU is held to that fraction of its memory here, so one
+large trial fails alone instead of taking its neighbours with it.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def memory_fraction(gpu_share: float, total_bytes: int) -> float | None:
 def gpu_share(device: str, gpu_share: float) -> Iterator[None]:
     """Run a trial on its share of the GPU: the memory a previous trial of this reused actor
     cached is released first (and again after the trial), and a fractional share is a hard
-    cap on the caching allocator. Nothing happens on CPU."""
+    cap on the caching allocator while the trial runs. Nothing happens on CPU."""
     if device != "cuda":
         yield
         return
@@ -79,3 +79,5 @@ def gpu_share(device: str, gpu_share: float) -> Iterator[None]:
     finally:
         gc.collect()
         torch.cuda.empty_cache()
+        if fraction is not None:
+            torch.cuda.set_per_process_memory_fraction(1.0, 0)
