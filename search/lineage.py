@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 from search.results import FAIL_REASON, RAY_TRIAL_ID
 from search.storage import mask_url, open_storage
+from search.tracking import resolved_tags
 
 STATE_TAGS = {
     TrialState.COMPLETE: "completed",
@@ -123,7 +124,7 @@ class StudyLineage(Callback):
             and isinstance(v, (int, float))
             and not isinstance(v, bool)
         ]
-        self.client.log_batch(run_id, metrics=metrics)
+        self.client.log_batch(run_id, metrics=metrics, tags=resolved_tags(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._finish(trial.trial_id)

@@ -24,6 +24,7 @@ from trainables.errors import ConfigError, DataError
 from trainables.evaluate import write_prediction
 from trainables.inference import predict_images
 from trainables.overlay import draw_overlay
+from trainables.precision import default_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 REQUIRED_METADATA = ("image_size", "symbols", "stride")
@@ -113,7 +114,7 @@ def predict(
     # Every image is decoded and predicted before anything is written: a bad one leaves no
     # half-filled output folder behind.
     preds = predict_images(
-        model, paths, int(meta["image_size"]), device="cpu", stride=int(meta["stride"])
+        model, paths, int(meta["image_size"]), device=default_device(), stride=int(meta["stride"])
     )
     if preds.shape[1] != len(symbols):
         raise ConfigError(

@@ -135,10 +135,11 @@ def promote(
 
 
 def evaluate_test(model: torch.nn.Module, cfg: TrainConfig, final: Path) -> dict[str, Any]:
-    """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays."""
+    """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays.
+    ``model`` is left on the device it was evaluated on (``register`` logs it from the CPU)."""
     test = dataset_for(cfg, "test", augment=False)
-    precision = Precision.resolve("fp32", torch.device("cpu"))
-    preds = predict(model.to("cpu"), test, precision, cfg.batch_size)
+    precision = Precision.resolve("fp32")  # on the GPU when there is one; fp32: no autocast
+    preds = predict(model.to(precision.device), test, precision, cfg.batch_size)
     truth = np.stack([r.landmarks for r in test.records])
     errors = radial_errors(preds, truth, np.array([r.pixel_size for r in test.records]))
     scores: dict[str, Any] = {**summarize(errors), "images": len(test)}

@@ -17,7 +17,7 @@ Schema (``studies/*.yaml``)::
     max_epochs: 8
     asha: {grace_period: 2, reduction_factor: 2}   # or `asha: false`: every trial runs max_epochs
     sampler: tpe                      # tpe | random (a baseline to compare TPE against)
-    resources: {cpu: 1, gpu: 0}       # per trial; gpu may be fractional
+    resources: {cpu: 1, gpu: 0}       # per trial; gpu <= 1, may be fractional
     autoscaling: false                # true: the cluster adds nodes on demand (skip the check
                                       # that some node can hold a trial's resources)
     max_concurrent_trials: 2          # optional
@@ -178,6 +178,11 @@ def load_study(path: Path | str) -> Study:
     autoscaling = raw.get("autoscaling", False)
     if not isinstance(autoscaling, bool):
         raise check.fail("autoscaling", f"must be true or false, got {autoscaling!r}")
+    if gpu > 1:
+        raise check.fail(
+            "resources.gpu",
+            f"must be <= 1: a trial trains on one GPU (no data parallelism), got {gpu:g}",
+        )
     concurrent = raw.get("max_concurrent_trials")
     if concurrent is not None:
         concurrent = check.integer(concurrent, "max_concurrent_trials", minimum=1)

@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from search.storage import resolve_url
+from trainables.config import RESOLVED_KEYS
 
 
 def tracking_uri() -> str:
@@ -66,11 +67,20 @@ def start_run(experiment: str, name: str, params: dict, tags: dict[str, str]) ->
 
 
 def log_metrics(run_id: str, metrics: dict, step: int) -> None:
+    """Numbers as metrics at ``step``; the resolved precision and device as tags."""
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     stamp = int(time.time() * 1000)
     MlflowClient(tracking_uri()).log_batch(
-        run_id, metrics=[Metric(k, v, stamp, step) for k, v in sorted(numeric.items())]
+        run_id,
+        metrics=[Metric(k, v, stamp, step) for k, v in sorted(numeric.items())],
+        tags=resolved_tags(metrics),
     )
+
+
+def resolved_tags(result: dict) -> list[RunTag]:
+    """What ``precision: auto`` and the device resolved to, as ``cephtune.<key>`` tags. Tags,
+    not params: a run resumed elsewhere may land on another device."""
+    return [RunTag(f"cephtune.{k}", str(result[k])) for k in RESOLVED_KEYS if k in result]
 
 
 def log_artifact(run_id: str, path: Path) -> None:

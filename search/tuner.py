@@ -69,6 +69,11 @@ def trial_dirname(trial) -> str:
 def ensure_ray(address: str | None = None) -> None:
     """Start a local Ray, or join the cluster at ``address`` (auto, HOST:PORT, ray://…)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the loggers are in RunConfig
+    # Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for an actor given no GPU unless this is set,
+    # so a CPU trial would see (and could use) every GPU. The workers of a local Ray inherit
+    # it; a cluster's workers have their own environment, and the trial itself then follows
+    # its resources (trainables.device).
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
     if ray.is_initialized():
         return
     if address is not None:

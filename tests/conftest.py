@@ -13,7 +13,9 @@ import pytest
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # No GPU on any machine: the GPU refusals tested with it hold on a GPU box too (the GPU
+    # paths run in tests/test_gpu.py, each with its own Ray).
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

@@ -302,7 +302,7 @@ def synthetic_on_gpu(ctx: Ctx) -> list[str]:
     text = study_text(
         "unused",
         "dataset: {format: synthetic, n: 3, size: [32, 40], seed: 5}",
-        "resources: {cpu: 1, gpu: 64}",
+        "resources: {cpu: 1, gpu: 1}",
     )
     return ["start", str(write(ctx.project / "bad.yaml", text))]
 
@@ -377,8 +377,8 @@ CASES = [
     Case("study-space-missing", study("space: gone.yaml"), ("gone.yaml", "file not found")),
     Case(
         "study-more-gpus-than-the-cluster",
-        study("resources: {cpu: 1, gpu: 64}"),
-        ("bad.yaml", "resources.gpu asks for 64 GPU per trial but the cluster has", "--cpu"),
+        study("resources: {cpu: 1, gpu: 1}"),
+        ("bad.yaml", "resources.gpu asks for 1 GPU per trial but the cluster has 0", "--cpu"),
         ray=True,
     ),
     Case(
@@ -407,9 +407,17 @@ CASES = [
     Case(
         "study-synthetic-generated-then-gpu-refused",
         synthetic_on_gpu,
-        ("bad.yaml", "resources.gpu asks for 64 GPU"),
+        ("bad.yaml", "resources.gpu asks for 1 GPU"),
         ray=True,
         generates=True,
+    ),
+    Case(
+        "study-gpu-above-one",
+        study("resources: {cpu: 1, gpu: 2}"),
+        (
+            "bad.yaml: resources.gpu must be <= 1: a trial trains on one GPU "
+            "(no data parallelism), got 2",
+        ),
     ),
     # space files
     Case("space-not-yaml", space("params: {lr: [\n"), ("space.yaml", "not valid YAML")),

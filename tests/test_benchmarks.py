@@ -44,3 +44,21 @@ def test_benchmark_smoke_mode_prints_a_parseable_last_line(name, tmp_path):
     figures = [FIGURE.match(part) for part in rest.split()]
     assert figures and all(figures), last
     assert all(math.isfinite(float(m.group(2))) for m in figures), last
+
+
+def test_gpu_check_says_why_it_does_nothing_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: `make gpu-check` runs the real thing")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        "SKIP CUDA is not available on this machine: make gpu-check needs a GPU"
+    )

@@ -46,6 +46,9 @@ def test_train_writes_checkpoints_and_an_mlflow_run_then_resumes(project, config
     steps = [[m.step for m in client.get_metric_history(r.info.run_id, "mre_mm")] for r in runs]
     assert steps == [[1, 2], [3]]
     assert runs[0].data.params["image_size"] == "64"
+    assert runs[0].data.params["precision"] == "auto"  # what was asked; the tags say what ran
+    assert runs[0].data.tags["cephtune.precision"] == "fp32"
+    assert runs[0].data.tags["cephtune.device"] == "cpu"
 
 
 def test_resume_refuses_a_changed_config(project, config_file, capsys):

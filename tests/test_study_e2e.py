@@ -51,6 +51,8 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
         assert run.data.params["image_size"] == "64"
         assert "lr" in run.data.params and "loss" in run.data.params
         assert run.data.tags["cephtune.state"] == "completed"
+        assert run.data.tags["cephtune.precision"] == "fp32"  # what `auto` became
+        assert run.data.tags["cephtune.device"] == "cpu"
         trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         assert trial.user_attrs["ray_trial_id"] == run.data.tags["cephtune.ray_trial_id"]

@@ -24,6 +24,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "fp16", "bf16"),
     "train_on": ("train", "train+valid"),
 }
+# What a run resolved that its config leaves open (``precision: auto``, the device): reported
+# as text with every epoch's metrics (MLflow tags) and saved with every checkpoint.
+RESOLVED_KEYS = ("precision", "device")
 POSITIVE = frozenset(
     {
         "lr",

@@ -17,25 +17,53 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def choose_precision(requested: str, device_type: str, native_bf16: bool) -> str:
+    """The dtype a run computes in, from what was asked, the device and whether the GPU does
+    bf16 natively (compute capability >= 8.0: A100, H100, RTX 30xx and later).
+
+    ``auto`` is bf16 on such a GPU (fp32's exponent range: no loss scaling, no overflow), fp16
+    with a GradScaler on an older GPU, fp32 on CPU. An explicit bf16 on an older GPU (T4, V100)
+    is refused rather than run emulated at a fraction of fp16's speed; fp16 needs CUDA.
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"unknown precision {requested!r}; known: {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        if device_type == "cuda":
+            return "bf16" if native_bf16 else "fp16"
+        return "fp32"
+    if requested == "fp16" and device_type != "cuda":
+        raise ConfigError("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+    if requested == "bf16" and device_type == "cuda" and not native_bf16:
+        raise ConfigError(
+            "precision bf16: this GPU has no native bf16 (compute capability < 8.0), so it "
+            "would run emulated and slow; use fp16 or auto"
+        )
+    return requested
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether a CUDA ``device`` computes bf16 in hardware; False for a CPU, where bf16 autocast
+    is allowed when asked for (it is the tested stand-in for the GPU path)."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def default_device() -> torch.device:
+    """CUDA when this process sees a GPU: the standalone ``train`` and ``promote`` paths. A Ray
+    trial uses ``trainables.device.trial_device`` instead, from the resources it was given."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @dataclass(frozen=True)
 class Precision:
-    """Where the trial runs and in which dtype its forward pass computes."""
+    """Where the run computes and in which dtype its forward pass does."""
 
     device: torch.device
     name: str  # fp32 | fp16 | bf16, after resolving "auto"
 
     @classmethod
     def resolve(cls, requested: str, device: torch.device | None = None) -> Precision:
-        if requested not in PRECISIONS:
-            raise ConfigError(f"unknown precision {requested!r}; known: {', '.join(PRECISIONS)}")
-        if device is None:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        name = requested
-        if requested == "auto":
-            name = "fp16" if device.type == "cuda" else "fp32"
-        if name == "fp16" and device.type == "cpu":
-            raise ConfigError("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
-        return cls(device, name)
+        device = default_device() if device is None else torch.device(device)
+        return cls(device, choose_precision(requested, device.type, native_bf16(device)))
 
     def autocast(self) -> AbstractContextManager:
         if self.name == "fp32":

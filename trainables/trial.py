@@ -15,17 +15,25 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """One ``tune.report`` per epoch, with a checkpoint every ``checkpoint_every`` epochs."""
+    """One ``tune.report`` per epoch, with a checkpoint every ``checkpoint_every`` epochs, on
+    the device its resources give it (``trainables.device``)."""
     import logging
 
+    import ray
+    import torch
     from ray import tune
 
     from trainables import checkpoint
     from trainables.config import TrainConfig
+    from trainables.device import gpu_share, trial_device
     from trainables.train import State, run_training, should_checkpoint
 
     # Ray logs every checkpoint a trial saves at INFO, and forwards it to the user's terminal.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+    share = tune.get_context().get_trial_resources().required_resources.get("GPU", 0.0)
+    device = trial_device(share, ray.get_gpu_ids(), torch.cuda.is_available())
+
     resume = None
     found = tune.get_checkpoint()
     if found is not None:
@@ -42,4 +50,5 @@ def trainable(config: dict[str, Any]) -> None:
             checkpoint.save(Path(folder) / CHECKPOINT_NAME, state())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_training(cfg, report, resume)
+    with gpu_share(device, share):
+        run_training(cfg, report, resume, device=device)
