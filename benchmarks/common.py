@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trainables.synth import SynthSpec, write_dataset
+from trainables.data.synth import SynthSpec, write_dataset
 
 
 def parser(description: str) -> argparse.ArgumentParser:

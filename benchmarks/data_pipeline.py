@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from common import finish, header, interleaved, median, parser, spread, synthetic, timed
 
-from trainables.augment import augment, random_affine, warp_image
 from trainables.config import TrainConfig
-from trainables.data import LandmarkDataset
-from trainables.letterbox import load_image
-from trainables.train import Run, build, dataset_for, train_epoch
+from trainables.data.augment import augment, random_affine, warp_image
+from trainables.data.dataset import LandmarkDataset
+from trainables.data.letterbox import load_image
+from trainables.run import Run, build, dataset_for
+from trainables.train import train_epoch
 
 FULL = {"n": 34, "width": 1935, "height": 2400, "size": 256, "batch": 4, "repeats": 5}
 SMOKE = {"n": 6, "width": 400, "height": 500, "size": 64, "batch": 2, "repeats": 1}

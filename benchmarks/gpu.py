@@ -64,9 +64,10 @@ def amp_rates(work: Path, size: dict, repeats: int) -> dict[str, list[float]]:
     import torch
 
     from trainables.config import TrainConfig
-    from trainables.loss import create_loss
+    from trainables.losses import create_loss
     from trainables.precision import native_bf16
-    from trainables.train import build, train_step
+    from trainables.run import build
+    from trainables.train import train_step
 
     root = synthetic(work, size["images"], 386, 480)
     names = ["fp16", "fp32"]

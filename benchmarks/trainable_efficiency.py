@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from common import finish, header, interleaved, median, parser, spread, synthetic
 
-from trainables import heatmap
 from trainables.config import TrainConfig
-from trainables.loss import create_loss
-from trainables.model import create_model
-from trainables.train import Run, build, train_epoch
+from trainables.eval import heatmap
+from trainables.losses import create_loss
+from trainables.models import create_model
+from trainables.run import Run, build
+from trainables.train import train_epoch
 
 FULL = {"n": 60, "size": 128, "batch": 8, "repeats": 5}
 SMOKE = {"n": 10, "size": 64, "batch": 2, "repeats": 1}

@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_SPACE, write
 from PIL import Image
 
 from search.cli import main
-from trainables.synth import SynthSpec, write_dataset
+from tests.helpers import REPO, TINY_SPACE, TINY_TRAINABLE, write
+from trainables.data.synth import SynthSpec, write_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 OPTUNA_DB = Path("studies/optuna.db")
 MLFLOW_DB = Path("mlruns/mlflow.db")
 ANN = "Annotations/Cephalometric Landmarks"
@@ -253,9 +252,6 @@ def write_isbi(root: Path) -> Path:
 # --- training configs and plain commands -----------------------------------------------------
 
 
-TINY_TRAINABLE = {"backbone": "hrnet_w18_small", "image_size": 64, "batch_size": 4}
-
-
 def promote_on(change: Callable[[Path], None], *options: str) -> Build:
     """``promote done``: the finished study's data (``./aariz``) after ``change(root)``."""
 
@@ -266,11 +262,12 @@ def promote_on(change: Callable[[Path], None], *options: str) -> Build:
     return build
 
 
-def train(text: str) -> Build:
+def train(text: str = "", **overrides: object) -> Build:
     """``train cfg.yaml``: a training config on the pristine Aariz data plus ``text``."""
 
     def build(ctx: Ctx) -> list[str]:
-        body = yaml.safe_dump({"data_dir": str(ctx.aariz), **TINY_TRAINABLE}) + text
+        values = {"data_dir": str(ctx.aariz), **TINY_TRAINABLE, **overrides}
+        body = yaml.safe_dump(values) + text
         return ["train", str(write(ctx.project / "cfg.yaml", body)), "--out", "run"]
 
     return build
@@ -513,6 +510,29 @@ CASES = [
         ("space.yaml", "fixed.model must be one of hourglass, hrnet, resnet, unet, got 'vit'"),
     ),
     Case(
+        "space-unknown-backbone",
+        space(params(LR, fixed="{model: hrnet, backbone: hrnet_w99}")),
+        (
+            "space.yaml",
+            "fixed.backbone must be one of hrnet_w18_small, hrnet_w18_small_v2, hrnet_w18, "
+            "hrnet_w32, hrnet_w48 for hrnet, got 'hrnet_w99'",
+        ),
+    ),
+    Case(
+        "space-backbone-another-model-can-draw",
+        space(
+            params(
+                "model: {type: categorical, choices: [hrnet, resnet]}",
+                "backbone: {type: categorical, choices: [hrnet_w18]}",
+            )
+        ),
+        (
+            "space.yaml",
+            "params.backbone must be one of resnet18, resnet34, resnet50 for resnet, got "
+            "'hrnet_w18' (model 'resnet' can take it here)",
+        ),
+    ),
+    Case(
         "space-image-size-off-the-32-grid",
         space(params("image_size: {type: int, low: 64, high: 128, step: 16}")),
         ("space.yaml", "params.image_size can sample 80", "must be a multiple of 32"),
@@ -700,8 +720,13 @@ CASES = [
     Case("train-lr-wrong-type", train("lr: fast\n"), ("cfg.yaml: lr must be a float, got 'fast'",)),
     Case(
         "train-unknown-model",
-        train("model: vit\n"),
+        train(model="vit"),
         ("cfg.yaml: model must be one of hourglass, hrnet, resnet, unet, got 'vit'",),
+    ),
+    Case(
+        "train-unknown-backbone",
+        train(backbone="hrnet_w99"),
+        ("cfg.yaml: backbone must be one of hrnet_w18_small", "for hrnet, got 'hrnet_w99'"),
     ),
     Case(
         "train-unknown-loss",
@@ -904,12 +929,18 @@ def test_the_study_without_a_finished_trial_is_otherwise_readable(isolated, temp
     assert info["states"] == {"PRUNED": 1, "RUNNING": 1} and info["best"] is None
 
 
-def test_trainable_name_lists_match_the_registries():
-    from trainables.config import FORMAT_NAMES, LOSS_NAMES, MODEL_NAMES
-    from trainables.loss import LOSSES
-    from trainables.models import MODELS
-    from trainables.records import FORMATS
-
-    assert MODEL_NAMES == tuple(sorted(MODELS))
-    assert LOSS_NAMES == tuple(sorted(LOSSES))
-    assert FORMAT_NAMES == tuple(sorted(FORMATS))
+def test_the_driver_checks_names_without_torch():
+    """A study, its space and every name in them are checked by a driver that has not
+    imported torch (the registries of models, losses and formats import none)."""
+    code = (
+        "import sys\n"
+        "from search.spec.study import load_study\n"
+        "load_study('studies/quickstart.yaml')\n"
+        "from search.spec.space_file import load_space\n"
+        "load_space('spaces/guides.yaml')\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import check_records, trial_runs
+
+from tests.helpers import REPO, check_records, trial_runs
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SHELLS = ("bash", "sh", "shell")
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->", re.S)

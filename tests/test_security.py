@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_study
 
 from search.cli import main
-from search.study import load_study
+from search.spec.study import load_study
+from tests.helpers import tiny_study
 from trainables import checkpoint
 from trainables.errors import ConfigError
 
@@ -48,7 +48,7 @@ def with_storage(root: Path, url: str) -> Path:
 
 
 def test_a_storage_password_is_masked_in_the_stored_spec(tmp_path):
-    spec = load_study(with_storage(tmp_path, URL)).spec()
+    spec = load_study(with_storage(tmp_path, URL)).record()
     assert spec["storage"] == "postgresql://cephtune:***@127.0.0.1:9/cephtune"
     assert SECRET not in str(spec)
 

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_study
 
 from search.cli import main
-from search.lineage import STATE_TAGS
+from search.records.lineage import STATE_TAGS
+from tests.helpers import REPO, tiny_study
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

@@ -8,21 +8,23 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.data.formats import FORMATS
+from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.errors import ConfigError
+from trainables.losses import LOSSES
+from trainables.models import MODELS, get_model
 
-# Names the trainable's registries know (``trainables.models.MODELS``, ``trainables.loss.LOSSES``,
-# ``trainables.records.FORMATS``), listed here so that a study or space file is checked in the
-# driver, which never imports torch; tests/test_bad_input.py keeps them equal to the registries.
-MODEL_NAMES = ("hourglass", "hrnet", "resnet", "unet")
-LOSS_NAMES = ("adaptive_wing", "heatmap")
-FORMAT_NAMES = ("aariz", "isbi")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+TRAIN_ON = ("train", "train+valid")
+# Named settings: the registries that own the names (none of them imports torch, so the driver
+# checks a space or study file against them).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "model": MODEL_NAMES,
-    "loss": LOSS_NAMES,
-    "dataset_format": FORMAT_NAMES,
-    "annotator": ("senior", "junior", "mean"),
-    "precision": ("auto", "fp32", "fp16", "bf16"),
-    "train_on": ("train", "train+valid"),
+    "model": tuple(sorted(MODELS)),
+    "loss": tuple(sorted(LOSSES)),
+    "dataset_format": tuple(sorted(FORMATS)),
+    "annotator": ANNOTATOR_CHOICES,
+    "precision": PRECISIONS,
+    "train_on": TRAIN_ON,
 }
 # What a run resolved that its config leaves open (``precision: auto``, the device): reported
 # as text with every epoch's metrics (MLflow tags) and saved with every checkpoint.
@@ -151,6 +153,9 @@ class TrainConfig:
             rule = value_rule(key, value)
             if rule:
                 raise ConfigError(f"{where}: {key} {rule}")
+        rule = get_model(self.model).backbone_rule(self.backbone)
+        if rule:
+            raise ConfigError(f"{where}: backbone {rule}")
 
     def workers(self, cuda: bool) -> int:
         """DataLoader workers: as configured, else none on CPU (the step dominates and a worker

@@ -19,3 +19,13 @@ class ConfigError(CephtuneError):
 
 class DataError(CephtuneError):
     """A dataset is missing, malformed or inconsistent."""
+
+
+def first_line(error: BaseException, with_type: bool = False) -> str:
+    """The first non-empty line of ``error``'s message (a library's exception can span pages),
+    for a one-line report; its type's name when the message is empty, or before it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if with_type:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text or type(error).__name__

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from trainables.config import PRECISIONS
 from trainables.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, first_line
 
 
 def timm_encoder(
@@ -48,7 +48,7 @@ def timm_encoder(
         except Exception as err:
             raise ConfigError(
                 f"{model} backbone {name!r} cannot be built as a feature extractor "
-                f"({_one_line(err)}); known: {choices}"
+                f"({first_line(err, with_type=True)}); known: {choices}"
             ) from err
         if not cfg.pretrained:
             return encoder
@@ -66,7 +66,7 @@ def timm_encoder(
             hint = "without network, download them elsewhere and set pretrained_file to the file"
         raise ConfigError(
             f"could not load pretrained weights for {name!r} from {source} "
-            f"({_one_line(err)}); {hint}, or set pretrained: false"
+            f"({first_line(err, with_type=True)}); {hint}, or set pretrained: false"
         ) from err
     if overlay:
         _check_file_covers(encoder, overlay["file"], name)
@@ -91,11 +91,6 @@ def _check_file_covers(encoder: nn.Module, path: str, name: str) -> None:
             f"pretrained_file {path!r} lacks {len(missing)} of the {name!r} backbone's tensors "
             f"(first: {missing[0]}); it must hold timm ImageNet weights for {name!r}"
         )
-
-
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def init_weights(module: nn.Module, *heatmap_convs: nn.Conv2d) -> None:

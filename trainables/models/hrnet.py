@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.models import MODELS
 from trainables.models.common import init_weights, timm_encoder
 
-VARIANTS = ("hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w32", "hrnet_w48")
-DEFAULT = "hrnet_w18"
+ENTRY = MODELS["hrnet"]
 
 
 class HRNetLandmarks(nn.Module):
@@ -41,11 +41,11 @@ class HRNetLandmarks(nn.Module):
 
 
 def build(cfg: Any, num_landmarks: int) -> HRNetLandmarks:
-    """``cfg.backbone`` in ``VARIANTS`` (None = hrnet_w18)."""
-    name = DEFAULT if cfg.backbone is None else cfg.backbone
+    """``cfg.backbone`` in ``ENTRY.backbones`` (None = hrnet_w18)."""
+    name = ENTRY.default if cfg.backbone is None else cfg.backbone
     # feature_location="" gives the raw branches (the default "incre" gives classifier
     # features); index 0 is the stride-2 stem, so 1..4 are the strides 4, 8, 16, 32.
     encoder = timm_encoder(
-        "hrnet", name, cfg, VARIANTS, feature_location="", out_indices=(1, 2, 3, 4)
+        "hrnet", name, cfg, ENTRY.backbones, feature_location="", out_indices=(1, 2, 3, 4)
     )
     return HRNetLandmarks(encoder, num_landmarks)

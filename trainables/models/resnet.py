@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainables.models import MODELS
 from trainables.models.common import init_weights, timm_encoder
 
-VARIANTS = ("resnet18", "resnet34", "resnet50")
-DEFAULT = "resnet50"
+ENTRY = MODELS["resnet"]
 
 
 class SimpleBaseline(nn.Module):
@@ -39,8 +39,8 @@ class SimpleBaseline(nn.Module):
 
 
 def build(cfg: Any, num_landmarks: int) -> SimpleBaseline:
-    """``cfg.backbone`` in ``VARIANTS`` (None = resnet50)."""
-    name = DEFAULT if cfg.backbone is None else cfg.backbone
+    """``cfg.backbone`` in ``ENTRY.backbones`` (None = resnet50)."""
+    name = ENTRY.default if cfg.backbone is None else cfg.backbone
     # Index 4 of a timm ResNet is the output of layer4, stride 32.
-    encoder = timm_encoder("resnet", name, cfg, VARIANTS, out_indices=(4,))
+    encoder = timm_encoder("resnet", name, cfg, ENTRY.backbones, out_indices=(4,))
     return SimpleBaseline(encoder, num_landmarks)

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.errors import ConfigError
+from trainables.models import MODELS
 from trainables.models.common import init_weights, timm_encoder
 
-VARIANTS = ("resnet18", "resnet34", "resnet50")
-DEFAULT = "resnet34"
+ENTRY = MODELS["unet"]
 STRIDES = (4, 8, 16, 32)
 DECODER_CHANNELS = (256, 128, 64)  # at strides 16, 8, 4
 
@@ -52,7 +52,7 @@ class UNetLandmarks(nn.Module):
             raise ConfigError(
                 f"unet backbone {name!r} has no features at stride "
                 f"{', '.join(map(str, missing))} (it gives strides {reductions}); "
-                f"known: {', '.join(VARIANTS)}"
+                f"known: {', '.join(ENTRY.backbones)}"
             )
         # The deepest feature at each stride; timm lists features shallow to deep.
         self.indices = [max(i for i, r in enumerate(reductions) if r == s) for s in STRIDES]
@@ -72,7 +72,8 @@ class UNetLandmarks(nn.Module):
 
 
 def build(cfg: Any, num_landmarks: int) -> UNetLandmarks:
-    """``cfg.backbone`` in ``VARIANTS`` or any timm model with features_only (None = resnet34)."""
-    name = DEFAULT if cfg.backbone is None else cfg.backbone
-    encoder = timm_encoder("unet", name, cfg, VARIANTS, open_ended=True)
+    """``cfg.backbone`` in ``ENTRY.backbones`` or any timm model with features_only (None:
+    ``ENTRY.default``)."""
+    name = ENTRY.default if cfg.backbone is None else cfg.backbone
+    encoder = timm_encoder("unet", name, cfg, ENTRY.backbones, open_ended=True)
     return UNetLandmarks(encoder, num_landmarks, name)

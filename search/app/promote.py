@@ -1,0 +1,178 @@
+"""Promote a study's best configuration to a final, longer run; test it once; register it.
+
+``studies/NAME/best.yaml`` is the promoted trainable config (``search.py train`` accepts it as
+is); ``studies/NAME/final/`` holds the final checkpoints, the test tables and overlays. The final
+run is an MLflow run nested under the study's parent run; its model is registered as
+``search.app.registry`` describes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from search.app import registry
+from search.app.train import train
+from search.layout import Layout
+from search.records import ranking, trials
+from search.records.storage import open_study
+from search.records.tracking import Tracking
+from search.run.lock import study_lock
+from trainables import checkpoint
+from trainables.config import TrainConfig
+from trainables.data.formats import load_split, symbols
+from trainables.data.records import SPLITS
+from trainables.errors import ConfigError
+from trainables.eval.inference import predict_dataset
+from trainables.eval.metrics import per_landmark, radial_errors, summarize
+from trainables.eval.overlay import draw_overlay
+from trainables.models import create_model
+from trainables.precision import Precision
+from trainables.run import dataset_for
+
+
+def guides_epochs(cfg: TrainConfig) -> int:
+    """The guides' schedule length: 150 epochs at their slow lr (1e-4), 100 otherwise."""
+    return 150 if cfg.lr <= 1e-4 else 100
+
+
+def _write_config(path: Path, values: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=True))
+    return path
+
+
+def promote(
+    layout: Layout,
+    name: str,
+    storage_url: str,
+    epochs: int | None = None,
+    candidates: int = 1,
+    train_on: str = "train",
+    seed: int | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Re-train the best (of the top ``candidates``) configuration, test it, register it."""
+    study = open_study(name, layout.url(storage_url))
+    tracking = Tracking(layout)
+    parent = study.user_attrs.get(trials.MLFLOW_PARENT_RUN_ID)
+    tags = {"mlflow.parentRunId": parent, "cephtune.role": "promote"} if parent else {}
+    best_first = ranking.ranked(study)
+    if not best_first:  # a pruned trial never ran its full schedule
+        raise ConfigError(f"study {study.study_name!r} has no completed trial to promote")
+    configs = []
+    for trial in best_first[: max(1, candidates)]:
+        values = trials.trial_config(study, trial)
+        cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
+        values["epochs"] = epochs or guides_epochs(cfg)
+        values["checkpoint_every"] = 1
+        if seed is not None:
+            values["seed"] = seed
+        configs.append((trial, values))
+    final = layout.final_dir(name)
+    last = final / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        raise ConfigError(f"{last}: no checkpoint to resume the final run from")
+    # Hours of training come before the test split is read: check every split's files first
+    # (the candidates share the study's data settings).
+    for split in SPLITS:
+        load_split(cfg.data_dir, split, cfg.annotator, cfg.dataset_format, verify=True)
+    with study_lock(layout, name):
+        chosen = configs[0]
+        if len(configs) > 1:  # a guard against a lucky short run: each gets the full schedule
+            scores = []
+            for trial, values in configs:
+                folder = layout.candidates_dir(name)
+                path = _write_config(folder / f"trial-{trial.number}.yaml", values)
+                found = train(
+                    path, folder / f"trial-{trial.number}", None, name, tracking,
+                    {**tags, "cephtune.role": "recheck"},
+                )  # fmt: skip
+                scores.append(found["best"]["mre_mm"])
+            chosen = configs[int(np.argmin(scores))]
+        trial, values = chosen
+        values["train_on"] = train_on
+        best_yaml = _write_config(layout.best_yaml(name), values)
+        trained = train(
+            best_yaml, final / "checkpoints", last if resume else None, name, tracking,
+            {**tags, "cephtune.promoted_trial": str(trial.number)},
+        )  # fmt: skip
+        # Selection on valid is meaningless once valid is trained on: keep the last epoch then.
+        pick = "last.pt" if train_on == "train+valid" else "best.pt"
+        cfg = TrainConfig.from_dict(values)
+        model = create_model(cfg, len(symbols(cfg.dataset_format)))
+        model.load_state_dict(checkpoint.load(final / "checkpoints" / pick)["model"])
+        report = test_once(model, cfg, final)
+        version, alias = registry.register(
+            tracking, name, trained["run_id"], model, cfg, report, final
+        )
+        report.update(model_uri=f"models:/{name}/{version}", alias=alias, checkpoint=pick)
+        (final / "test_metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    return {
+        "trial": trial.number,
+        "best_yaml": str(best_yaml),
+        "final": str(final),
+        "run_id": trained["run_id"],
+        "version": version,
+        "alias": alias,
+        **report,
+    }
+
+
+def test_once(model: torch.nn.Module, cfg: TrainConfig, final: Path) -> dict[str, Any]:
+    """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays.
+    ``model`` is left on the device it was evaluated on (``register`` logs it from the CPU)."""
+    test = dataset_for(cfg, "test", augment=False)
+    precision = Precision.resolve("fp32")  # on the GPU when there is one; fp32: no autocast
+    preds = predict_dataset(model.to(precision.device), test, precision, cfg.batch_size)
+    truth = np.stack([r.landmarks for r in test.records])
+    errors = radial_errors(preds, truth, np.array([r.pixel_size for r in test.records]))
+    scores: dict[str, Any] = {**summarize(errors), "images": len(test)}
+    table = per_landmark(errors, test.symbols)
+    scores["per_landmark"] = table
+    final.mkdir(parents=True, exist_ok=True)
+    with open(final / "per_landmark.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["landmark", "mre_mm", "sd_mm", "sdr_2mm", "n"])
+        for symbol, row in table.items():
+            writer.writerow(
+                [
+                    symbol,
+                    f"{row['mre_mm']:.4f}",
+                    f"{row['sd_mm']:.4f}",
+                    f"{row['sdr_2mm']:.4f}",
+                    row["n"],
+                ]
+            )
+    lines = ["| landmark | MRE (mm) | SD (mm) | SDR 2 mm | n |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {s} | {r['mre_mm']:.2f} | {r['sd_mm']:.2f} | {r['sdr_2mm']:.1%} | {r['n']} |"
+        for s, r in table.items()
+    ]
+    (final / "per_landmark.md").write_text("\n".join(lines) + "\n")
+    # Overlays of the best, median and worst test image by per-image MRE.
+    per_image = np.nanmean(errors, axis=1)
+    order = np.argsort(per_image)
+    overlays = final / "overlays"
+    overlays.mkdir(exist_ok=True)
+    for label, index in (
+        ("best", order[0]),
+        ("median", order[len(order) // 2]),
+        ("worst", order[-1]),
+    ):
+        record = test.records[index]
+        draw_overlay(
+            record.image,
+            preds[index],
+            test.symbols,
+            overlays / f"{label}_{record.ceph_id}.png",
+            truth_xy=record.landmarks,
+            title=f"{label}: {record.ceph_id} MRE {per_image[index]:.2f} mm",
+        )
+    return scores

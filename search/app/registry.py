@@ -1,0 +1,115 @@
+"""The contract of a registered cephtune model: what ``promote`` registers and ``predict`` loads.
+
+A promoted model is an MLflow pytorch model (pickle format: the plain module with its
+``stride``; cephtune's model code ships with it, so it loads wherever torch and timm are) whose
+metadata carries its preprocessing: ``image_size``, landmark ``symbols`` in output order,
+``stride``, ``dataset_format``, ``annotator``, ``sigma`` and the full ``config``. It is registered
+under the study's name with the alias ``champion`` when its test MRE beats the current
+champion's (or there is none), ``challenger`` otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import torch
+from mlflow.exceptions import MlflowException
+from torch import nn
+
+import trainables
+from search.layout import mask_url
+from search.records.tracking import Tracking
+from trainables.config import TrainConfig
+from trainables.data.formats import symbols
+from trainables.errors import ConfigError, first_line
+from trainables.eval.heatmap import adaptive_sigma
+
+TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
+REQUIRED_METADATA = ("image_size", "symbols", "stride")
+
+
+def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
+    return {
+        "image_size": cfg.image_size,
+        "symbols": list(symbols(cfg.dataset_format)),
+        "dataset_format": cfg.dataset_format,
+        "annotator": cfg.annotator,
+        "stride": int(model.stride),
+        "sigma": cfg.sigma if cfg.sigma is not None else adaptive_sigma(cfg.image_size),
+        "config": cfg.to_dict(),
+    }
+
+
+def alias_for(test_mre: float, champion_mre: float | None) -> str:
+    """``champion`` when the new model is strictly better on test than the current champion
+    (or there is none), ``challenger`` otherwise: a tie keeps the champion."""
+    if champion_mre is None or test_mre < champion_mre:
+        return "champion"
+    return "challenger"
+
+
+def register(
+    tracking: Tracking,
+    name: str,
+    run_id: str,
+    model: nn.Module,
+    cfg: TrainConfig,
+    scores: dict[str, Any],
+    final: Path,
+) -> tuple[str, str]:
+    """Log the model and its test results to the final run, register it as model ``name``,
+    and give it the alias ``alias_for`` decides; returns the version and the alias."""
+    with tracking.active(), mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if isinstance(v, float)})
+        for table in ("per_landmark.csv", "per_landmark.md"):
+            if (final / table).is_file():
+                mlflow.log_artifact(str(final / table), artifact_path="test")
+        if (final / "overlays").is_dir():
+            mlflow.log_artifacts(str(final / "overlays"), artifact_path="test/overlays")
+        info = mlflow.pytorch.log_model(
+            model.eval().cpu(),
+            name="model",
+            registered_model_name=name,
+            metadata=metadata(model, cfg),
+            serialization_format="pickle",
+            code_paths=[str(Path(trainables.__file__).parent)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "numpy"],
+        )
+    version = str(info.registered_model_version)
+    alias = alias_for(scores["mre_mm"], _champion_mre(tracking, name))
+    tracking.client.set_registered_model_alias(name, alias, version)
+    return version, alias
+
+
+def _champion_mre(tracking: Tracking, name: str) -> float | None:
+    try:
+        current = tracking.client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None  # no champion yet
+    return tracking.client.get_run(current.run_id).data.metrics.get(TEST_METRIC)
+
+
+def load_registered(tracking: Tracking, uri: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (CPU) at ``uri`` (``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/ID/model``)
+    and its metadata; an unknown URI or a model that is not cephtune's is a ``ConfigError``."""
+    store = mask_url(tracking.uri)
+    with tracking.active():
+        try:
+            meta = mlflow.models.get_model_info(uri).metadata
+        except (MlflowException, OSError) as e:
+            raise ConfigError(
+                f"model {uri!r} not found in {store}: {mask_url(first_line(e))}"
+            ) from None
+        missing = [k for k in REQUIRED_METADATA if not meta or k not in meta]
+        if missing:
+            raise ConfigError(
+                f"model {uri!r} is not a cephtune landmark model (metadata lacks {missing})"
+            )
+        try:
+            model = mlflow.pytorch.load_model(uri, map_location="cpu")
+        except (MlflowException, OSError) as e:
+            raise ConfigError(f"model {uri!r}: cannot load ({mask_url(first_line(e))})") from None
+    return model, dict(meta)

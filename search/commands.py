@@ -1,0 +1,183 @@
+"""One function per command: call the module that owns it, print what a user reads. Each
+imports what it needs when it runs, so ``--help`` and a bad argument answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from search.layout import Layout
+
+
+def start(args: argparse.Namespace) -> int:
+    from search.app.summary import summary
+    from search.run import lifecycle
+    from search.spec.study import load_study
+
+    spec = load_study(args.study)
+    return summary(lifecycle.start(spec, Layout.here(), args.fresh, args.cpu, args.address))
+
+
+def resume(args: argparse.Namespace) -> int:
+    from search.app.summary import summary
+    from search.run import lifecycle
+
+    here = Layout.here()
+    return summary(lifecycle.resume(args.name, args.storage, here, args.cpu, args.address))
+
+
+def _study(args: argparse.Namespace):
+    from search.records.storage import open_study
+
+    return open_study(args.name, Layout.here().url(args.storage))
+
+
+def best(args: argparse.Namespace) -> None:
+    from search.records import ranking
+
+    found = ranking.best(_study(args))
+    if args.json:
+        print(json.dumps(found, sort_keys=True))
+        return
+    print(f"study {found['study']}: best trial #{found['trial']} value {found['value']:.4f}")
+    for key, value in sorted(found["config"].items()):
+        print(f"  {key}: {value}")
+
+
+def status(args: argparse.Namespace) -> None:
+    from search.records import ranking
+
+    info = ranking.status(_study(args))
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+        return
+    states = ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items()) or "none"
+    print(f"study {info['study']}: {info['trials']} trials ({states})")
+    if info["interrupted"]:
+        print(
+            f"  {info['interrupted']} of the failed were running when a driver stopped: "
+            "interrupted and replaced"
+        )
+    if info["best"]:
+        print(f"best so far: trial #{info['best']['trial']} value {info['best']['value']:.4f}")
+
+
+def dashboard(args: argparse.Namespace) -> None:
+    import socket
+
+    import optuna_dashboard
+
+    from search.records.storage import open_storage
+    from trainables.errors import ConfigError
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: the dashboard is reachable from other machines on {args.host}",
+            file=sys.stderr,
+        )
+    storage = open_storage(Layout.here().url(args.storage), "--storage")
+    try:  # fail before printing the address when the port is taken
+        socket.create_server((args.host, args.port)).close()
+    except OSError as e:
+        raise ConfigError(
+            f"dashboard: cannot listen on {args.host}:{args.port} ({e.strerror or e})"
+        ) from None
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+
+
+def train(args: argparse.Namespace) -> None:
+    from search.app.train import train
+    from search.records.tracking import Tracking
+
+    layout = Layout.here()
+    out = args.out or layout.runs_dir(args.config.stem)
+    result = train(args.config, out, args.resume, args.experiment, Tracking(layout))
+    best = result["best"]
+    print(f"best valid MRE {best['mre_mm']:.3f} mm (epoch {best.get('epoch', '?')})")
+    print(f"checkpoints: {out}/best.pt, {out}/last.pt; MLflow run {result['run_id']}")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from trainables.eval.predictions import score_predictions
+
+    scores = score_predictions(args.pred, args.dataset, args.split, args.annotator, args.format)
+    if args.json:
+        print(json.dumps(scores, sort_keys=True))
+        return
+    print(
+        f"{scores['images']} images of {args.split}: MRE {scores['mre_mm']:.3f} "
+        f"± {scores['mre_sd_mm']:.3f} mm"
+    )
+    print(
+        "SDR "
+        + "  ".join(
+            f"{k[4:].replace('_', '.')}: {v:.1%}" for k, v in scores.items() if k.startswith("sdr_")
+        )
+    )
+    print(f"{'landmark':>9} {'MRE mm':>8} {'SD mm':>7} {'SDR2mm':>7}")
+    for symbol, row in scores["per_landmark"].items():
+        print(f"{symbol:>9} {row['mre_mm']:8.3f} {row['sd_mm']:7.3f} {row['sdr_2mm']:7.1%}")
+    if scores["missing_landmarks"]:
+        print(f"{scores['missing_landmarks']} landmarks without ground truth were not scored")
+
+
+def promote(args: argparse.Namespace) -> None:
+    from search.app.promote import promote
+
+    done = promote(
+        Layout.here(),
+        args.name,
+        args.storage,
+        args.epochs,
+        args.trials,
+        args.train_on,
+        args.seed,
+        args.resume,
+    )
+    print(f"Promoted trial #{done['trial']} of {args.name!r}: {done['best_yaml']}")
+    print(
+        f"Test ({done['images']} images): MRE {done['mre_mm']:.3f} ± {done['mre_sd_mm']:.3f} mm, "
+        f"SDR 2/2.5/3/4 mm {done['sdr_2mm']:.1%} / {done['sdr_2_5mm']:.1%} / "
+        f"{done['sdr_3mm']:.1%} / {done['sdr_4mm']:.1%}"
+    )
+    print(f"Per-landmark table and overlays: {done['final']}")
+    print(f"Registered models:/{args.name}/{done['version']} as @{done['alias']}")
+
+
+def predict(args: argparse.Namespace) -> None:
+    from search.app.predict import predict
+    from search.records.tracking import Tracking
+
+    tracking = Tracking(Layout.here())
+    written = predict(tracking, args.model, args.inputs, args.out, args.pixel_size, args.overlay)
+    print(f"wrote {len(written)} predictions to {args.out}")
+
+
+def report(args: argparse.Namespace) -> None:
+    from search.app.report import write_report
+
+    path = write_report(Layout.here(), args.name, args.storage, args.out)
+    print(f"report: {path}")
+
+
+def data_check(args: argparse.Namespace) -> int:
+    from trainables.data.check import check_dataset
+
+    report = check_dataset(args.dataset, args.format)
+    if args.json:
+        print(json.dumps(report.to_dict(), sort_keys=True))
+    else:
+        print("\n".join(report.summary_lines()))
+    return 0 if report.ok else 1
+
+
+def data_synth(args: argparse.Namespace) -> None:
+    from trainables.data.synth import SynthSpec, write_dataset
+
+    spec = SynthSpec(n=args.n, width=args.size[0], height=args.size[1], seed=args.seed)
+    out = write_dataset(spec, Path(args.out_dir))
+    print(f"wrote {spec.n} synthetic cephalograms ({spec.width}x{spec.height}) to {out}")

@@ -1,0 +1,109 @@
+"""A study's record in the Optuna storage: the attributes cephtune keeps on the study and its
+trials, which trials count as finished, and the one writer of a trial's terminal state.
+
+Optuna's own ``Study.optimize`` has one path to ``tell`` (``_run_trial``); here it is ``end``:
+COMPLETE with the last value, PRUNED (Optuna keeps the last intermediate value), FAIL with a
+reason. ``interrupt`` is the named mechanism for trials a stopped driver left RUNNING (Optuna's
+counterpart is ``fail_stale_trials``). This is the only module that reaches into Optuna's
+storage by trial id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# Attributes of a trial.
+FAIL_REASON = "fail_reason"  # why a FAIL failed: nan_loss: …, error: …, worker_died: …
+RAY_TRIAL_ID = "ray_trial_id"  # the Ray trial that runs it
+MLFLOW_RUN_ID = "mlflow_run_id"  # its nested MLflow run
+INTERRUPTED = "interrupted: the driver stopped before this trial finished"
+
+# Attributes of a study (``record_study``), read by resume, the summary, promote and the report.
+SPEC = "spec"  # the checked study file as JSON (StudySpec.record), compared on resume
+CONSTANTS = "constants"  # the trainable settings every trial shares
+METRIC = "metric"
+STUDY_FILE = "study_file"  # absolute path of the study file
+PROJECT = "project"  # the project folder the study was started in (its Layout root)
+MLFLOW_TRACKING_URI = "mlflow_tracking_uri"  # masked
+MLFLOW_EXPERIMENT_ID = "mlflow_experiment_id"
+MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"
+RAY_RUN = "ray_run"  # the Ray experiment's run name (studies/NAME/<ray_run>)
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def record_study(study: optuna.Study, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        study.set_user_attr(key, value)
+
+
+def interrupted(trial: FrozenTrial) -> bool:
+    """A trial the driver's stop ended (FAIL, interrupted): another one replaced it."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == INTERRUPTED
+
+
+def finished(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that ended on their own: completed, pruned, or failed other than by interruption."""
+    return [t for t in study.get_trials(deepcopy=False, states=ENDED) if not interrupted(t)]
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's full trainable config: the study's constants plus the sampled params."""
+    return {**study.user_attrs.get(CONSTANTS, {}), **trial.params}
+
+
+def by_ray_id(study: optuna.Study, ray_trial_id: str) -> FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(RAY_TRIAL_ID) == ray_trial_id:
+            return trial
+    return None
+
+
+def current(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """A fresh read of a live trial (its state and intermediate values now)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
+def live(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """The handle of a stored trial to report to and end (a trial Ray restored)."""
+    return optuna.Trial(study, frozen._trial_id)
+
+
+def end(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    value: float | None = None,
+    reason: str | None = None,
+) -> None:
+    """Tell a trial's terminal state: the one place that does (``FAIL`` carries ``reason``)."""
+    if state == TrialState.FAIL:
+        trial.set_user_attr(FAIL_REASON, reason or "error: the trial failed")
+        study.tell(trial, state=TrialState.FAIL)
+    elif state == TrialState.PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, value)
+
+
+def interrupt(study: optuna.Study, keep: Collection[str] = ()) -> list[FrozenTrial]:
+    """Mark trials still RUNNING FAIL (``interrupted``), except those of the Ray trials in
+    ``keep`` (Ray continues them); returns them as they are now stored."""
+    storage = study._storage
+    ended = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(RAY_TRIAL_ID) in keep:
+            continue
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, INTERRUPTED)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        ended.append(storage.get_trial(trial._trial_id))
+    return ended
+
+
+def attach_run(study: optuna.Study, trial: FrozenTrial, run_id: str) -> None:
+    """Link a trial to its MLflow run (a FrozenTrial has no setter of its own)."""
+    study._storage.set_trial_user_attr(trial._trial_id, MLFLOW_RUN_ID, run_id)

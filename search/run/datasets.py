@@ -1,0 +1,46 @@
+"""Where a study's data comes from: a local Aariz or ISBI folder, or the synthetic cache.
+
+Synthetic datasets are generated once per (n, size, seed, generator version) under the cache
+directory (``$CEPHTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cephtune``, else ``~/.cache/cephtune``)
+and reused by every study and trial on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from search.spec.study import DatasetSpec
+from trainables.data.cache import resolve_cache_dir
+from trainables.data.formats import load_split
+from trainables.data.synth import SynthSpec, ensure_dataset
+from trainables.eval.metrics import radial_errors, summarize
+
+
+def prepare(spec: DatasetSpec) -> Path:
+    """A local Aariz-layout folder for ``spec``, generating synthetic data on first use.
+
+    The train and valid splits are indexed and verified here, in the driver (every image file
+    complete, every landmark on its image), so a broken dataset fails the study before anything
+    is recorded.
+    """
+    if spec.format != "synthetic":
+        root = Path(spec.root)
+    else:
+        synth = SynthSpec(n=spec.n, width=spec.size[0], height=spec.size[1], seed=spec.seed)
+        root = resolve_cache_dir() / "synthetic" / synth.key()
+        ensure_dataset(synth, root)
+    for split in ("train", "valid"):
+        load_split(root, split, spec.annotator, spec.loader_format, verify=True)
+    return root.resolve()
+
+
+def mean_shape_baseline(root: Path, annotator: str, fmt: str = "aariz") -> float:
+    """Valid-split MRE (mm) of predicting every landmark at its train-set mean position."""
+    train = load_split(root, "train", annotator, fmt)
+    valid = load_split(root, "valid", annotator, fmt)
+    mean = np.nanmean(np.stack([r.landmarks for r in train]), axis=0)
+    truth = np.stack([r.landmarks for r in valid])
+    sizes = np.array([r.pixel_size for r in valid])
+    return summarize(radial_errors(np.broadcast_to(mean, truth.shape), truth, sizes))["mre_mm"]

@@ -1,0 +1,179 @@
+"""A study's life: start, resume after any stop, and settle once it has all its trials.
+
+Everything that can reject a start (data, resources, the storage, an existing name, a held
+lock) is checked before the first record is written, so a refused start leaves no trace in
+Optuna or MLflow. ``resume`` continues an interrupted study with ``Tuner.restore`` when Ray saved
+the experiment, in the project folder the study was started in, and in every case leaves the
+records consistent: trials that were running when the driver died and that Ray cannot continue
+are marked FAIL (``interrupted``) and replaced, so the study ends with ``num_samples`` trials
+that finished (completed, pruned or failed on their own).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from ray import tune
+
+from search.layout import SQLITE, Layout, mask_url
+from search.records import trials
+from search.records.lineage import close_run, start_parent, sync_runs
+from search.records.storage import open_storage, open_study, study_exists
+from search.records.tracking import Tracking
+from search.run import datasets, tuner
+from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
+from search.run.lock import study_lock
+from search.spec.study import StudySpec, load_study
+from trainables.data.cache import resolve_cache_dir
+from trainables.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a study ran and what it reached: the summary's input."""
+
+    spec: StudySpec
+    layout: Layout
+    data_root: Path
+    complete: bool  # False: stopped (Ctrl-C) before num_samples trials finished
+
+
+def start(
+    spec: StudySpec,
+    layout: Layout,
+    fresh: bool = False,
+    cpu_only: bool = False,
+    address: str | None = None,
+) -> Outcome:
+    """Run the study of ``spec`` in the project ``layout``."""
+    data_root = datasets.prepare(spec.dataset)
+    ensure_ray(address)
+    gpu = check_resources(spec, cpu_only)
+    url, where = layout.url(spec.storage), f"{spec.path}: storage"
+    if not url.startswith(SQLITE):
+        open_storage(url, where)  # an unreachable server fails before the lock file
+    track = Tracking(layout)
+    with study_lock(layout, spec.name):
+        storage = open_storage(url, where)  # a new sqlite file only once we hold the lock
+        if study_exists(storage, spec.name):
+            if not fresh:
+                raise ConfigError(
+                    f"{spec.path}: study {spec.name!r} already exists in {mask_url(url)}; "
+                    f"continue it with `python search.py resume {spec.name}` or start over "
+                    "with --fresh"
+                )
+            optuna.delete_study(study_name=spec.name, storage=storage)
+            track.delete_runs(spec.name)
+            for entry in layout.study_dir(spec.name).iterdir():  # all but the lock we hold
+                if entry != layout.lock_file(spec.name):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        direction = "minimize" if spec.mode == "min" else "maximize"
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and still there
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.metric])  # optuna-dashboard names the objective
+        experiment_id = track.ensure_experiment(spec.name)
+        settings = spec.trial_settings(data_root, resolve_cache_dir())
+        study_file = str(Path(spec.path).resolve())
+        parent = start_parent(
+            track.client, experiment_id, spec.name, spec.storage, study_file, settings
+        )
+        trials.record_study(
+            study,
+            {
+                trials.SPEC: spec.record(),
+                trials.CONSTANTS: settings,
+                trials.METRIC: spec.metric,
+                trials.STUDY_FILE: study_file,
+                trials.PROJECT: str(layout.root),
+                trials.MLFLOW_TRACKING_URI: mask_url(track.uri),
+                trials.MLFLOW_EXPERIMENT_ID: experiment_id,
+                trials.MLFLOW_PARENT_RUN_ID: parent,
+            },
+        )
+        folder = layout.experiment_dir(spec.name)
+        run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=True)
+        return Outcome(spec, layout, data_root, _run(run, spec, study, track))
+
+
+def resume(
+    name: str, storage_url: str, here: Layout, cpu_only: bool = False, address: str | None = None
+) -> Outcome:
+    """Continue study ``name`` from its records and Ray experiment. ``storage_url`` is resolved
+    against ``here`` (where the command runs); the study then runs in the project folder it was
+    started in, wherever that is: its Ray experiment, lock and default MLflow store are there."""
+    study = open_study(name, here.url(storage_url))
+    attrs = study.user_attrs
+    if trials.STUDY_FILE not in attrs:
+        raise ConfigError(
+            f"study {name!r} in {mask_url(storage_url)} was not started by cephtune "
+            "(it has no study_file); there is nothing to resume"
+        )
+    layout = Layout(Path(attrs.get(trials.PROJECT, here.root)))
+    if not layout.root.is_dir():
+        raise ConfigError(
+            f"study {name!r} was started in {layout.root}, which is gone; its Ray experiment "
+            "and MLflow store were there"
+        )
+    track = Tracking(layout)
+    recorded = attrs.get(trials.MLFLOW_TRACKING_URI)
+    if recorded is not None and recorded != mask_url(track.uri):
+        raise ConfigError(
+            f"study {name!r} records its MLflow runs in {recorded}, but MLflow here is "
+            f"{mask_url(track.uri)}; set MLFLOW_TRACKING_URI={recorded} (with the password if "
+            "*** hides one)"
+        )
+    spec = load_study(attrs[trials.STUDY_FILE])
+    if spec.record() != attrs[trials.SPEC]:
+        raise ConfigError(
+            f"{spec.path}: changed since study {name!r} started; resume is for recovery, "
+            "not for a new spec (start a new study, or --fresh)"
+        )
+    data_root = datasets.prepare(spec.dataset)
+    ensure_ray(address)
+    gpu = check_resources(spec, cpu_only)
+    with study_lock(layout, name):
+        if len(trials.finished(study)) >= spec.num_samples:
+            settle(study, track)
+            return Outcome(spec, layout, data_root, True)
+        folder = layout.experiment_dir(name, attrs[trials.RAY_RUN])
+        if tuner.can_restore(folder):
+            # Trials Ray will not continue (it saved the experiment before they started) are
+            # interrupted now, so the searcher's count of running trials is true.
+            _interrupt(study, track, keep=unfinished_in_ray(folder))
+            run = tuner.restore(folder, spec, gpu)
+        else:  # the driver died before Ray saved anything: replace the lost trials
+            _interrupt(study, track)
+            folder = layout.experiment_dir(name, f"ray-{len(study.trials)}")
+            url = layout.url(spec.storage)
+            run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=False)
+        return Outcome(spec, layout, data_root, _run(run, spec, study, track))
+
+
+def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
+    """Fit; True when the study reached ``num_samples`` finished trials."""
+    tuner.fit(run)
+    if len(trials.finished(study)) < spec.num_samples:
+        return False  # stopped early (Ctrl-C): leave the running trials for resume
+    settle(study, track)
+    return True
+
+
+def settle(study: optuna.Study, track: Tracking) -> None:
+    """A study that has all its trials: no trial or run stays RUNNING anywhere."""
+    _interrupt(study, track)
+    sync_runs(track.client, study.user_attrs[trials.MLFLOW_EXPERIMENT_ID], study)
+    track.client.set_terminated(study.user_attrs[trials.MLFLOW_PARENT_RUN_ID])
+
+
+def _interrupt(study: optuna.Study, track: Tracking, keep: frozenset[str] = frozenset()) -> None:
+    """Trials left RUNNING (but those Ray continues) are FAIL ``interrupted``; so are their
+    MLflow runs."""
+    for trial in trials.interrupt(study, keep):
+        run_id = trial.user_attrs.get(trials.MLFLOW_RUN_ID)
+        if run_id:
+            close_run(track.client, run_id, trial)

@@ -1,0 +1,150 @@
+"""The Ray Tune run of a study: the shared trainable on its resources, ``StudySearch`` (Optuna
+with the RDB storage), ASHA or no early stopping, MLflow lineage, checkpoints and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from search.records import trials
+from search.records.lineage import StudyLineage
+from search.records.storage import open_storage
+from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
+from search.spec.samplers import make_sampler
+from search.spec.space import Space
+from search.spec.study import StudySpec
+from trainables.trial import trainable
+
+
+@dataclass(frozen=True)
+class Suggest:
+    """Define-by-run space for OptunaSearch: sample the space, return the trial settings."""
+
+    space: Space
+    settings: dict[str, Any]
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {**self.space.suggest(trial), **self.settings}
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders: Ray's default spells out the whole config, paths included."""
+    return f"trial_{trial.trial_id}"
+
+
+def resourced(spec: StudySpec, gpu: float):
+    """The trainable with the study's per-trial resources (``gpu`` after ``--cpu``)."""
+    return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": gpu})
+
+
+def build(
+    spec: StudySpec,
+    study: optuna.Study,
+    storage_url: str,
+    tracking_uri: str,
+    folder: Path,
+    gpu: float,
+    warm_start: bool,
+) -> tune.Tuner:
+    """A new Ray experiment in ``folder`` for the trials the study still lacks (the searcher
+    counts them in the storage: Ray itself is given no sample limit)."""
+    trials.record_study(study, {trials.RAY_RUN: folder.name})
+    attrs = study.user_attrs
+    points = [dict(p) for p in spec.space.warm_start] if warm_start else []
+    searcher = StudySearch(
+        space=Suggest(spec.space, attrs[trials.CONSTANTS]),
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=points or None,
+        sampler=make_sampler(spec.sampler, spec.seed),
+        study_name=spec.name,
+        storage=open_storage(storage_url),
+        max_t=spec.max_epochs,
+        num_samples=spec.num_samples,
+    )
+    lineage = StudyLineage(
+        spec.name,
+        storage_url,
+        tracking_uri,
+        attrs[trials.MLFLOW_EXPERIMENT_ID],
+        attrs[trials.MLFLOW_PARENT_RUN_ID],
+        spec.metric,
+    )
+    return tune.Tuner(
+        resourced(spec, gpu),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=searcher,
+            scheduler=_scheduler(spec),
+            num_samples=-1,  # no limit of Ray's own: the searcher counts in the storage
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=folder.name,
+            storage_path=str(folder.parent),
+            stop=SkipClosedTrials(storage_url, spec.name),
+            # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
+            # has the same metrics, and tensorboardX costs the driver a torch import.
+            callbacks=[LiveTrials(), lineage, CSVLoggerCallback(), JsonLoggerCallback()],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # A trial whose worker died or raised is retried from its last checkpoint this
+            # many times before it is FAIL; the Optuna trial and MLflow run carry on.
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+def can_restore(folder: Path) -> bool:
+    """Whether Ray saved an experiment in ``folder`` that ``restore`` can continue."""
+    return tune.Tuner.can_restore(str(folder))
+
+
+def restore(folder: Path, spec: StudySpec, gpu: float) -> tune.Tuner:
+    """The saved Ray experiment in ``folder``: unfinished trials continue from their last
+    checkpoint (the searcher and callbacks come back with their saved state)."""
+    return tune.Tuner.restore(
+        str(folder), resourced(spec, gpu), resume_unfinished=True, resume_errored=False
+    )
+
+
+def _scheduler(spec: StudySpec) -> TrialScheduler:
+    """ASHA on the study's metric, or none (FIFO: every trial runs ``max_epochs``)."""
+    if spec.asha is None:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=spec.max_epochs,
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+    )
+
+
+class _NoRayRestoreHint(logging.Filter):
+    """Ray's Ctrl-C message tells users to call ``Tuner.restore``; cephtune's own hint
+    (``search.py resume NAME``) is the one that keeps Optuna and MLflow consistent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+def fit(tuner: tune.Tuner) -> None:
+    """Run the experiment until its trials end or Ctrl-C stops it."""
+    ray_tune_log = logging.getLogger("ray.tune.tune")
+    hint_filter = _NoRayRestoreHint()
+    ray_tune_log.addFilter(hint_filter)
+    try:
+        tuner.fit()
+    finally:
+        ray_tune_log.removeFilter(hint_filter)

@@ -1,0 +1,67 @@
+"""The smaller commands: data synth, and the dashboard served on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+
+from search.cli import main
+from tests.helpers import REPO
+from trainables.data.formats import load_split
+
+
+def test_data_synth_writes_a_loadable_dataset(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main(["data", "synth", str(out), "--n", "5", "--size", "64", "80", "--seed", "2"]) == 0
+    assert "wrote 5 synthetic cephalograms" in capsys.readouterr().out
+    assert len(load_split(out, "valid", "junior")) == 1
+    assert main(["data", "synth", str(out), "--n", "5"]) == 2  # refuses to overwrite
+    assert "not empty" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study_storage_on_loopback(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="shown", storage=storage)
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 5e-4), n_trials=3)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "search.py"),
+            "dashboard",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "dashboard did not answer within 60 s"
+        studies = {s["study_name"]: s for s in body["study_summaries"]}
+        assert "shown" in studies
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

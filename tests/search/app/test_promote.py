@@ -1,0 +1,150 @@
+"""From a finished study to a registered model: promote, train, predict, evaluate, report."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from tests.helpers import mlflow_url, tiny_study
+
+pytestmark = pytest.mark.slow
+
+
+def test_promote_registers_a_champion_that_predicts_and_scores(project, ray_cluster, capsys):
+    study_file = tiny_study(project, name="promo", num_samples=2, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    assert main(["promote", "promo", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "as @champion" in out
+
+    best_yaml = project / "studies" / "promo" / "best.yaml"
+    values = yaml.safe_load(best_yaml.read_text())
+    assert values["epochs"] == 3 and values["backbone"] == "hrnet_w18_small"
+    final = project / "studies" / "promo" / "final"
+    first = json.loads((final / "test_metrics.json").read_text())
+    assert first["alias"] == "champion" and first["images"] >= 1
+    assert (final / "per_landmark.csv").is_file() and (final / "per_landmark.md").is_file()
+    assert len(list((final / "overlays").glob("*.png"))) == 3
+
+    # best.yaml is a config `train` accepts as is.
+    assert main(["train", str(best_yaml), "--out", str(project / "again")]) == 0
+    assert (project / "again" / "best.pt").is_file()
+
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    champion = client.get_model_version_by_alias("promo", "champion")
+    run = client.get_run(champion.run_id)
+    parent = client.get_experiment_by_name("promo")
+    parents = client.search_runs([parent.experiment_id], "tags.`cephtune.role` = 'study'")
+    assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert run.data.metrics["test_mre_mm"] == pytest.approx(first["mre_mm"])
+
+    # The champion predicts new images; its JSON scores through `evaluate`.
+    data_dir = values["data_dir"]
+    test_images = project / "data_test"
+    test_images.symlink_to(f"{data_dir}/test/Cephalograms")
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                "models:/promo@champion",
+                str(test_images),
+                "--out",
+                str(project / "pred"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["evaluate", "--pred", str(project / "pred"), "--dataset", data_dir, "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["mre_mm"] == pytest.approx(first["mre_mm"], rel=0.05)
+
+    assert main(["report", "promo"]) == 0
+    report = project / "studies" / "promo" / "report" / "report.html"
+    html = report.read_text()
+    study = optuna.load_study(study_name="promo", storage=f"sqlite:///{project}/studies/optuna.db")
+    assert f"#{study.best_trial.number}" in html
+    assert f"{first['mre_mm']:.4g}" in html  # the promoted model's test table
+
+
+def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
+    project, ray_cluster, capsys
+):
+    study_file = tiny_study(project, name="top2", num_samples=3, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    assert (
+        main(
+            [
+                "promote",
+                "top2",
+                "--trials",
+                "2",
+                "--epochs",
+                "1",
+                "--train-on",
+                "train+valid",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
+    folder = project / "studies" / "top2"
+    assert len(list((folder / "candidates").glob("trial-*.yaml"))) == 2
+    values = yaml.safe_load((folder / "best.yaml").read_text())
+    assert values["train_on"] == "train+valid" and values["seed"] == 7
+    metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
+    assert metrics["checkpoint"] == "last.pt" and metrics["alias"] == "champion"
+    study = optuna.load_study(study_name="top2", storage=f"sqlite:///{project}/studies/optuna.db")
+    ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)[
+        :2
+    ]
+    assert {f"trial-{t.number}.yaml" for t in ranked} == {
+        p.name for p in (folder / "candidates").glob("trial-*.yaml")
+    }
+
+
+def test_promote_without_a_completed_trial_is_one_line(project, capsys):
+    import optuna as ot
+
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    (project / "studies").mkdir()
+    ot.create_study(study_name="empty", storage=storage)
+    assert main(["promote", "empty"]) == 2
+    err = capsys.readouterr().err
+    assert "has no completed trial to promote" in err and err.count("\n") == 1
+
+
+def test_a_model_becomes_champion_only_by_a_strictly_better_test_mre(project):
+    """The alias decision on controlled test scores, through the registry itself: worse and
+    equal models are challengers, a better one takes the champion alias."""
+    import torch
+
+    from search.app.registry import alias_for, register
+    from search.layout import Layout
+    from search.records.tracking import Tracking
+    from tests.helpers import tiny_config
+    from trainables.models import create_model
+
+    assert alias_for(2.0, None) == "champion"
+    assert alias_for(2.0, 2.0) == "challenger"  # a tie keeps the champion
+    assert alias_for(1.9, 2.0) == "champion"
+    tracking = Tracking(Layout.here())
+    cfg = tiny_config(dataset_format="aariz")
+    torch.manual_seed(0)
+    model = create_model(cfg, 29)
+    got = []
+    for mre in (2.0, 3.0, 2.0, 1.5):
+        run_id = tracking.start_run("aliases", f"mre-{mre}", {}, {})
+        got.append(register(tracking, "aliases", run_id, model, cfg, {"mre_mm": mre}, project))
+        tracking.end_run(run_id)
+    assert [alias for _, alias in got] == ["champion", "challenger", "challenger", "champion"]
+    client = MlflowClient(mlflow_url(project))
+    assert str(client.get_model_version_by_alias("aliases", "champion").version) == got[-1][0]
+    assert str(client.get_model_version_by_alias("aliases", "challenger").version) == got[2][0]

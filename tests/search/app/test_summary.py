@@ -1,0 +1,39 @@
+"""What a finished study prints, read back from its records."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from search.app.summary import summary
+from search.layout import Layout
+from search.run import datasets
+from search.run.lifecycle import Outcome
+from search.spec.study import load_study
+from tests.helpers import optuna_url, tiny_study
+
+
+def test_a_finished_study_whose_trials_were_all_pruned_is_not_an_error(project, capsys):
+    spec = load_study(tiny_study(project, num_samples=1, max_epochs=3))
+    (project / "studies").mkdir()
+    study = optuna.create_study(study_name=spec.name, storage=optuna_url(project))
+    trial = study.ask()
+    trial.report(9.0, 1)
+    study.tell(trial, state=TrialState.PRUNED)
+    outcome = Outcome(spec, Layout.here(), datasets.prepare(spec.dataset), complete=True)
+    assert summary(outcome) == 0
+    out = capsys.readouterr().out
+    assert "pruned 1" in out and "No trial ran all 3 epochs" in out
+
+
+def test_with_a_tracking_server_the_summary_points_at_its_page(project, capsys, monkeypatch):
+    spec = load_study(tiny_study(project, num_samples=1, max_epochs=1, grace=1))
+    (project / "studies").mkdir()
+    study = optuna.create_study(study_name=spec.name, storage=optuna_url(project))
+    study.tell(study.ask(), 3.0)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:s3cret@mlflow-host:5000")
+    outcome = Outcome(spec, Layout.here(), datasets.prepare(spec.dataset), complete=True)
+    assert summary(outcome) == 0
+    out = capsys.readouterr().out
+    assert "MLflow UI:        http://user:***@mlflow-host:5000 (the MLflow tracking server)" in out
+    assert "mlflow ui" not in out and "s3cret" not in out

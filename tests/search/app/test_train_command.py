@@ -1,0 +1,69 @@
+"""`search.py train`: one configuration without Ray, checkpoints, --resume, MLflow."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from trainables.data.synth import SynthSpec, write_dataset
+
+
+@pytest.fixture
+def config_file(project):
+    write_dataset(SynthSpec(n=8, width=80, height=100, seed=4), project / "data")
+    values = dict(
+        data_dir="data",
+        model="hrnet",
+        backbone="hrnet_w18_small",
+        image_size=64,
+        batch_size=4,
+        epochs=2,
+        warmup_epochs=0,
+        lr=1e-3,
+    )
+    path = project / "one.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_train_writes_checkpoints_and_an_mlflow_run_then_resumes(project, config_file, capsys):
+    assert main(["train", str(config_file)]) == 0
+    assert "best valid MRE" in capsys.readouterr().out
+    out = project / "runs" / "one"
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+
+    values = yaml.safe_load(config_file.read_text())
+    values["epochs"] = 3
+    config_file.write_text(yaml.safe_dump(values))
+    assert main(["train", str(config_file), "--resume", str(out / "last.pt")]) == 0
+
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("train")
+    runs = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    steps = [[m.step for m in client.get_metric_history(r.info.run_id, "mre_mm")] for r in runs]
+    assert steps == [[1, 2], [3]]
+    assert runs[0].data.params["image_size"] == "64"
+    assert runs[0].data.params["precision"] == "auto"  # what was asked; the tags say what ran
+    assert runs[0].data.tags["cephtune.precision"] == "fp32"
+    assert runs[0].data.tags["cephtune.device"] == "cpu"
+
+
+def test_resume_refuses_a_changed_config(project, config_file, capsys):
+    assert main(["train", str(config_file)]) == 0
+    values = yaml.safe_load(config_file.read_text())
+    values.update(epochs=3, lr=5e-3)
+    config_file.write_text(yaml.safe_dump(values))
+    assert main(["train", str(config_file), "--resume", "runs/one/last.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "lr=0.001" in err and "only epochs may change" in err
+
+
+def test_train_config_errors_are_one_line(project, capsys):
+    bad = project / "bad.yaml"
+    bad.write_text("data_dir: nowhere\nlrate: 0.1\n")
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown trainable key 'lrate'" in err and "bad.yaml" in err

@@ -1,0 +1,92 @@
+"""End to end through the CLI with real Ray, Optuna and MLflow on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from tests.helpers import tiny_study
+
+pytestmark = pytest.mark.slow
+
+
+def runs_of(client, experiment_id):
+    """The study's parent run and its nested trial runs (which must all point at it)."""
+    runs = client.search_runs([experiment_id])
+    parents = [r for r in runs if r.data.tags.get("cephtune.role") == "study"]
+    assert len(parents) == 1
+    children = [r for r in runs if r is not parents[0]]
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    return parents[0], children
+
+
+def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, capsys):
+    study_file = tiny_study(project, name="e2e", num_samples=4, max_epochs=2, grace=2)
+
+    assert main(["start", str(study_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "Best trial #" in printed and "Mean-shape baseline" in printed
+    assert "optuna-dashboard" in printed and "ui --backend-store-uri" in printed
+
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 4 == len(study.trials)
+    assert all(t.value is not None and t.value > 0 for t in trials)
+    assert {"lr", "loss"} <= set(trials[0].params)
+
+    assert study.user_attrs["spec"]["name"] == "e2e"
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment.artifact_location.startswith((project / "mlruns").as_uri())
+    parent, runs = runs_of(client, experiment.experiment_id)
+    assert len(runs) == 4
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "mre_mm")
+        assert [m.step for m in history] == [1, 2]
+        assert run.data.params["image_size"] == "64"
+        assert "lr" in run.data.params and "loss" in run.data.params
+        assert run.data.tags["cephtune.state"] == "completed"
+        assert run.data.tags["cephtune.precision"] == "fp32"  # what `auto` became
+        assert run.data.tags["cephtune.device"] == "cpu"
+        trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert trial.user_attrs["ray_trial_id"] == run.data.tags["cephtune.ray_trial_id"]
+    assert parent.data.tags["cephtune.best_trial"] == str(study.best_trial.number)
+    assert parent.data.metrics["best_mre_mm"] == pytest.approx(study.best_value)
+    assert parent.info.status == "FINISHED"
+
+    assert main(["best", "e2e", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["study"] == "e2e"
+    assert best["trial"] == study.best_trial.number
+    assert best["mre_mm"] == pytest.approx(study.best_value)
+    assert best["config"]["lr"] == study.best_trial.params["lr"]
+    assert best["config"]["backbone"] == "hrnet_w18_small"
+
+    assert main(["status", "e2e", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["states"] == {"COMPLETE": 4}
+    assert status["best"]["trial"] == best["trial"]
+
+
+def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys):
+    study_file = tiny_study(project, name="again", num_samples=2, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    capsys.readouterr()
+
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--fresh" in err and "\n" not in err
+    storage = f"sqlite:///{project}/studies/optuna.db"
+    assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
+
+    assert main(["start", str(study_file), "--fresh"]) == 0
+    assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("again")
+    assert len(runs_of(client, experiment.experiment_id)[1]) == 2

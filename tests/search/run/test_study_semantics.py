@@ -1,0 +1,126 @@
+"""What the dashboard and MLflow show must be true: pruned, failed, resumed trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from search.cli import main
+from tests.helpers import TINY_SPACE, optuna_study, tiny_study, trial_runs
+
+pytestmark = pytest.mark.slow
+# A wider lr range than the default tiny space, so that ASHA has poor trials to stop.
+SPACE = TINY_SPACE.replace("low: 1.0e-3", "low: 1.0e-4")
+
+
+def study_files(
+    root: Path,
+    name: str,
+    num_samples: int,
+    max_epochs: int,
+    concurrent: int = 1,
+    space: str = SPACE,
+) -> Path:
+    return tiny_study(
+        root, name, num_samples, max_epochs, grace=1, concurrent=concurrent, seed=1, space=space
+    )
+
+
+def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluster):
+    assert main(["start", str(study_files(project, "asha", num_samples=6, max_epochs=3))]) == 0
+    study = optuna_study(project, "asha")
+    states = [t.state for t in study.trials]
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "asha")}
+    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    for trial in study.trials:
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))  # every epoch, the last one included
+        run = runs[str(trial.number)]
+        logged = [m.step for m in client.get_metric_history(run.info.run_id, "mre_mm")]
+        assert logged == steps
+        if trial.state == TrialState.COMPLETE:
+            assert steps[-1] == 3 and trial.value == trial.intermediate_values[3]
+            assert run.data.tags["cephtune.state"] == "completed"
+        else:
+            assert steps[-1] < 3 and trial.value == trial.intermediate_values[steps[-1]]
+            assert run.data.tags["cephtune.state"] == "pruned"
+
+
+def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(project, ray_cluster):
+    study_file = study_files(project, "baseline", num_samples=3, max_epochs=2, concurrent=2)
+    lines = [line for line in study_file.read_text().splitlines() if not line.startswith("asha")]
+    study_file.write_text("\n".join([*lines, "sampler: random", "asha: false", ""]))
+    assert main(["start", str(study_file)]) == 0
+    study = optuna_study(project, "baseline")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    assert study.user_attrs["spec"]["sampler"] == "random"
+    assert study.user_attrs["spec"]["asha"] is None
+
+
+def test_a_second_driver_on_the_same_study_refuses(project, capsys):
+    from search.layout import Layout
+    from search.run.lock import study_lock
+
+    with study_lock(Layout.here(), "busy"):
+        study_file = study_files(project, "busy", num_samples=1, max_epochs=1)
+        assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert "already being run by pid" in err
+    assert not (project / "studies" / "optuna.db").exists()
+
+
+# The first point raises in its trial (the weights file is missing; nothing checks a file
+# before the trial loads it), the second's loss goes NaN, the third completes.
+FAILING_SPACE = """\
+params:
+  pretrained: {type: categorical, choices: [false, true]}
+  aw_epsilon: {type: categorical, choices: [1.0, 1.0e-30]}
+fixed:
+  backbone: hrnet_w18_small
+  pretrained_file: /nonexistent/hrnet_w18_small.pth
+  image_size: 64
+  batch_size: 4
+  warmup_epochs: 0
+  lr: 1.0e-3
+warm_start:
+  - {pretrained: true, aw_epsilon: 1.0}
+  - {pretrained: false, aw_epsilon: 1.0e-30}
+  - {pretrained: false, aw_epsilon: 1.0}
+"""
+
+
+def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project, ray_cluster):
+    study_file = study_files(project, "faults", num_samples=3, max_epochs=2, space=FAILING_SPACE)
+    assert main(["start", str(study_file)]) == 0
+    study = optuna_study(project, "faults")
+    first, second, third = study.trials  # warm-start points run first, in order
+    assert first.params == {"pretrained": True, "aw_epsilon": 1.0}
+    assert second.params == {"pretrained": False, "aw_epsilon": 1.0e-30}
+    assert first.state == second.state == TrialState.FAIL
+    reason = first.user_attrs["fail_reason"]
+    assert reason.startswith("error: ConfigError: pretrained_file")
+    assert "/nonexistent/hrnet_w18_small.pth' does not exist" in reason
+    assert second.user_attrs["fail_reason"].startswith("nan_loss")
+    assert third.state == TrialState.COMPLETE and study.best_trial.number == third.number
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "faults")}
+    for trial in (first, second):
+        run = runs[str(trial.number)]
+        assert run.info.status == "FAILED" and run.data.tags["cephtune.state"] == "failed"
+        assert run.data.tags["cephtune.fail_reason"] == trial.user_attrs["fail_reason"]
+
+
+def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, capsys):
+    study_file = study_files(project, "gpu", num_samples=1, max_epochs=1)
+    study_file.write_text(study_file.read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.25}"))
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.gpu asks for 0.25 GPU per trial but the cluster has 0" in err
+    assert "--cpu" in err and not (project / "studies" / "optuna.db").exists()
+    assert main(["start", str(study_file), "--cpu"]) == 0
+    assert optuna_study(project, "gpu").trials[0].state == TrialState.COMPLETE

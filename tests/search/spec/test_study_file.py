@@ -1,0 +1,155 @@
+"""Space and study files: every rule gives one line naming the file and the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from search.spec.space_file import load_space
+from search.spec.study import load_study
+from tests.helpers import REPO, TINY_SPACE, tiny_study, write
+from trainables.config import TrainConfig
+from trainables.errors import ConfigError
+
+SPACE_CASES = [
+    ("not: [valid", "not valid YAML"),
+    ("- lr\n- loss\n", "must be a YAML mapping"),
+    (
+        "params:\n  lr: {type: float, low: 1.0e-4, high: 5.0e-4}\nfixd: {}\n",
+        "unknown key 'fixd' (did you mean 'fixed'?)",
+    ),
+    ("params:\n  lr: {type: float, low: 5.0e-4, high: 1.0e-4}\n", "params.lr.low must be < high"),
+    (
+        "params:\n  lr: {type: float, low: 0, high: 1.0e-3, log: true}\n",
+        "params.lr.low must be > 0 for a log scale",
+    ),
+    ("params:\n  lr: {type: float, low: 1e-4, high: 5.0e-4}\n", "params.lr.low must be a number"),
+    (
+        "params:\n  lr: {type: float, low: 1.0e-4, hi: 5.0e-4}\n",
+        "unknown key 'params.lr.hi' (did you mean 'high'?)",
+    ),
+    (
+        "params:\n  learning_rate: {type: float, low: 1.0e-4, high: 5.0e-4}\n",
+        "unknown key 'params.learning_rate'",
+    ),
+    ("params:\n  loss: {type: categorical, choices: []}\n", "params.loss.choices must be"),
+    ("params:\n  loss: {type: categorical, choices: [heatmap, heatmap]}\n", "has duplicates"),
+    (
+        "params:\n  batch_size: {type: float, low: 4, high: 8}\n",
+        "float does not fit batch_size, which is a int",
+    ),
+    (
+        "params:\n  batch_size: {type: categorical, choices: [4, '8']}\n",
+        "params.batch_size.choices must be a int",
+    ),
+    ("params:\n  epochs: {type: int, low: 1, high: 5}\n", "is set by the study file"),
+    ("params:\n  lr: {type: uniform, low: 1, high: 2}\n", "params.lr.type must be one of"),
+    ("params: {}\n", "params must name at least one parameter"),
+    (
+        "params:\n  lr: {type: float, low: 1.0e-4, high: 5.0e-4}\nfixed: {image_size: big}\n",
+        "fixed.image_size must be a int",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,message", SPACE_CASES)
+def test_space_rule(tmp_path, text, message):
+    path = write(tmp_path / "space.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_space(path)
+    line = str(info.value)
+    assert str(path) in line and message in line and "\n" not in line
+
+
+STUDY_CASES = [
+    ("name: a/b\n", "name must be 1-64 letters"),
+    ("num_samples: 0\n", "num_samples must be >= 1"),
+    ("asha: {grace_period: 5, reduction_factor: 2}\n", "asha.grace_period must be <= max_epochs"),
+    ("asha: {grace_period: 1, reduction_factor: 1}\n", "asha.reduction_factor must be >= 2"),
+    ("asha: true\n", "asha must be a mapping or false"),
+    ("sampler: grid\n", "sampler must be one of tpe, random"),
+    ("mode: minimum\n", "mode must be one of min, max"),
+    ("metric: accuracy\n", "metric must be one of"),
+    ("resources: {cpu: 0}\n", "resources.cpu must be > 0"),
+    ("resources: {gpus: 1}\n", "unknown key 'resources.gpus' (did you mean 'gpu'?)"),
+    ("dataset: {format: coco}\n", "dataset.format must be one of synthetic, aariz, isbi"),
+    ("dataset: {format: aariz}\n", "missing required key 'dataset.root'"),
+    ("dataset: {format: synthetic, size: [64]}\n", "dataset.size must be [width, height]"),
+    ("space: nowhere.yaml\n", "nowhere.yaml: file not found"),
+    ("num_sample: 3\n", "unknown key 'num_sample' (did you mean 'num_samples'?)"),
+]
+
+
+@pytest.mark.parametrize("override,message", STUDY_CASES)
+def test_study_rule(tmp_path, override, message):
+    base = tiny_study(tmp_path).read_text().splitlines()
+    key = override.split(":")[0]
+    lines = [line for line in base if not line.startswith(f"{key}:")] + [override.rstrip()]
+    path = write(tmp_path / "bad.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    line = str(info.value)
+    assert message in line and "\n" not in line
+    assert "yaml:" in line  # names the file
+
+
+def test_every_shipped_space_and_study_loads():
+    for path in sorted((REPO / "spaces").glob("*.yaml")):
+        assert load_space(path).params
+    for path in sorted((REPO / "studies").glob("*.yaml")):
+        study = load_study(path)
+        assert study.space.params
+
+
+def test_loader_workers_default_to_none_on_cpu_and_one_per_trial_cpu_on_cuda():
+    assert TrainConfig.from_dict({}).workers(cuda=False) == 0
+    assert TrainConfig.from_dict({"num_threads": 2}).workers(cuda=True) == 2
+    assert TrainConfig.from_dict({"num_threads": 16}).workers(cuda=True) == 4
+    assert TrainConfig.from_dict({"num_workers": 3}).workers(cuda=False) == 3
+    with pytest.raises(ConfigError, match="num_workers must be >= 0, got -1"):
+        TrainConfig.from_dict({"num_workers": -1})
+
+
+def test_trainable_config_rejects_unknown_keys_and_types():
+    with pytest.raises(ConfigError, match="unknown trainable key 'lrate'"):
+        TrainConfig.from_dict({"lrate": 1e-3})
+    with pytest.raises(ConfigError, match="batch_size must be a int"):
+        TrainConfig.from_dict({"batch_size": 8.5})
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        TrainConfig.from_dict({"lr": 0.0})
+
+
+def test_cli_bad_study_is_one_line_exit_2_and_leaves_nothing(tmp_path):
+    write(tmp_path / "space.yaml", TINY_SPACE.replace("low: 1.0e-3", "low: 9.0e-3"))
+    study = tiny_study(tmp_path, name="broken")
+    write(tmp_path / "space.yaml", TINY_SPACE.replace("low: 1.0e-3", "low: 9.0e-3"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "search.py"), "start", str(study)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "CEPHTUNE_CACHE_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "space.yaml: params.lr.low must be < high" in result.stderr
+    assert not (tmp_path / "studies").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_the_stored_record_is_the_same_however_the_file_is_named(tmp_path, monkeypatch):
+    """What ``resume`` compares: one study file named relatively from the project, absolutely,
+    or through ``..`` from another folder gives one record, JSON as stored; a change does not."""
+    monkeypatch.chdir(REPO)
+    record = load_study("studies/quickstart.yaml").record()
+    assert json.loads(json.dumps(record)) == record  # as Optuna stores it
+    assert load_study(REPO / "studies" / "quickstart.yaml").record() == record
+    monkeypatch.chdir(tmp_path)
+    assert load_study(REPO / "spaces" / ".." / "studies" / "quickstart.yaml").record() == record
+    changed = tmp_path / "quickstart.yaml"
+    text = (REPO / "studies" / "quickstart.yaml").read_text()
+    changed.write_text(text.replace("space: ../spaces/", f"space: {REPO}/spaces/"))
+    moved = load_study(changed).record()
+    assert moved["space"] == record["space"] and moved["path"] != record["path"]

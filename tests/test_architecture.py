@@ -1,0 +1,87 @@
+"""The shape the code keeps (issue 14), checked on the source: data flows one way, no import
+cycle (type-checking imports included), one owner of Optuna's private storage, no module over
+300 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGES = ("search", "trainables")
+MAX_LINES = 300
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the two packages by dotted name (a package by its ``__init__``)."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules ``path`` imports, anywhere in it (functions and TYPE_CHECKING
+    blocks included); ``from package import name`` counts ``package.name`` when that is a
+    module."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.update(name for name in names if name in known)
+    return found
+
+
+def test_data_flows_one_way_and_no_import_cycle():
+    found = modules()
+    graph = {name: imports(path, set(found)) - {name} for name, path in found.items()}
+    upward = [(m, d) for m, deps in graph.items() for d in deps if m.startswith("trainables")
+              and d.startswith("search")]  # fmt: skip
+    assert upward == [], "trainables must never import search"
+
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = "open"
+        stack.append(name)
+        for dep in sorted(graph[name]):
+            if dep.startswith(f"{name}."):
+                continue  # a package's __init__ naming its own submodules is not a cycle
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep) :] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+
+
+def test_only_the_records_owner_reaches_into_optunas_storage():
+    owner = REPO / "search" / "records" / "trials.py"
+    for path in modules().values():
+        text = path.read_text()
+        if path != owner:
+            assert "._storage" not in text and "._trial_id" not in text, path
+
+
+def test_no_module_is_over_300_lines():
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in modules().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}

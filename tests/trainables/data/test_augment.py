@@ -1,0 +1,119 @@
+"""Augmentation: one affine warp moves image and landmarks together; intensity stays in [0, 1]."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainables.config import TrainConfig
+from trainables.data.augment import (
+    AugmentConfig,
+    augment,
+    augment_config,
+    random_affine,
+    warp_image,
+)
+from trainables.errors import ConfigError
+
+SIZE = 64
+
+
+def blob(center: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    d2 = (xs - center[0]) ** 2 + (ys - center[1]) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+
+
+def centroid(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    return np.array([(xs * image).sum(), (ys * image).sum()]) / image.sum()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_blob_moves_with_its_landmark(seed):
+    cfg = AugmentConfig(rotation_deg=20, scale=0.15, translate=0.08)
+    point = np.array([[27.3, 36.8]])
+    image, coords = augment(blob(point[0]), point, cfg, np.random.default_rng(seed))
+    assert np.abs(coords - point).max() > 1  # the warp did move it
+    assert np.linalg.norm(centroid(image) - coords[0]) < 0.5
+
+
+def test_matrix_rotates_about_the_pixel_centre_of_the_image():
+    cfg = AugmentConfig(rotation_deg=30, scale=0.2)
+    matrix = random_affine(cfg, SIZE, np.random.default_rng(0))
+    c = (SIZE - 1) / 2
+    np.testing.assert_allclose(matrix @ [c, c, 1], [c, c, 1], atol=1e-9)
+
+
+def reference_warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Textbook bilinear warp in float64: output pixel p samples the source at matrix^-1 p,
+    pixel centres at integers, every tap outside the image reads 0."""
+    h, w = image.shape
+    inv = np.linalg.inv(matrix)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+
+    def tap(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        return np.where(inside, image[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], 0.0)
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@pytest.mark.parametrize("shape", [(SIZE, SIZE), (40, 56), (256, 256)])
+@pytest.mark.parametrize("seed", range(4))
+def test_warp_matches_a_reference_bilinear_warp(shape, seed):
+    # Strong warps, so that part of the output samples outside the image (the zero pad).
+    cfg = AugmentConfig(rotation_deg=40, scale=0.4, translate=0.3)
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape).astype(np.float32)
+    matrix = random_affine(cfg, shape[1], rng)
+    out = warp_image(image, matrix)
+    assert out.dtype == np.float32 and out.shape == shape
+    np.testing.assert_allclose(out, reference_warp(image.astype(np.float64), matrix), atol=1e-4)
+
+
+def test_integer_shift_moves_pixels_exactly():
+    image = np.random.default_rng(0).random((SIZE, SIZE)).astype(np.float32)
+    matrix = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]])
+    out = warp_image(image, matrix)
+    np.testing.assert_allclose(out[: SIZE - 2, 3:], image[2:, : SIZE - 3], atol=1e-5)
+    assert np.abs(out[:, :3]).max() < 1e-5 and np.abs(out[SIZE - 2 :, :]).max() < 1e-5
+
+
+def test_intensity_stays_in_unit_range_and_is_seeded():
+    cfg = AugmentConfig(
+        rotation_deg=10, scale=0.1, translate=0.1, brightness=0.9, contrast=0.9, gamma=1.0
+    )
+    image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+    coords = np.array([[10.0, 20.0], [np.nan, np.nan]])
+    for seed in range(10):
+        out, xy = augment(image, coords, cfg, np.random.default_rng(seed))
+        assert out.dtype == np.float32 and out.shape == (SIZE, SIZE)
+        assert 0 <= out.min() and out.max() <= 1
+        assert np.isnan(xy[1]).all() and np.isfinite(xy[0]).all()
+    again, _ = augment(image, coords, cfg, np.random.default_rng(9))
+    np.testing.assert_array_equal(out, again)
+
+
+def test_zero_strength_is_the_identity():
+    image = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+    coords = np.array([[10.25, 20.5], [np.nan, np.nan]])
+    out, xy = augment(image, coords, AugmentConfig(), np.random.default_rng(0))
+    np.testing.assert_array_equal(out, image.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(xy, coords.astype(np.float32))
+
+
+def test_config_from_trainable_settings_and_validation():
+    assert augment_config(TrainConfig(augment=False)) is None
+    cfg = augment_config(TrainConfig(aug_rotation_deg=7.0, aug_gamma=0.3))
+    assert cfg.rotation_deg == 7.0 and cfg.gamma == 0.3
+    with pytest.raises(ConfigError, match="rotation_deg must be >= 0"):
+        AugmentConfig(rotation_deg=-1)
+    with pytest.raises(ConfigError, match="scale must be < 1"):
+        AugmentConfig(scale=1.0)

@@ -1,0 +1,99 @@
+"""Landmarks from a model: the one inference path of training (valid), promotion (test),
+``evaluate`` and ``predict``.
+
+A batch of letterboxed images goes through the model (under the run's autocast), its heatmaps
+are decoded in float32 (a bf16 or fp16 heatmap would round the sub-pixel step) and mapped back
+to original-image pixels, image by image. Works with any model that maps a (B, 1, S, S) batch to
+(B, K, S/stride, S/stride) heatmaps: an eager model from ``create_model`` or an exported program
+loaded from MLflow (pass its ``stride``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.data.dataset import LandmarkDataset
+from trainables.data.letterbox import load_image
+from trainables.eval import heatmap
+from trainables.eval.metrics import radial_errors
+from trainables.precision import Precision
+
+# A batch: the letterboxed images and, per image, the map from input to original pixels.
+Batch = tuple[torch.Tensor, Sequence[Callable[[np.ndarray], np.ndarray]]]
+
+
+def predict(
+    model: nn.Module, batches: Iterable[Batch], precision: Precision, stride: int | None = None
+) -> list[np.ndarray]:
+    """Landmarks (K, 2) in original-image pixels for every image of ``batches``, in order."""
+    stride = model.stride if stride is None else stride
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass  # a torch.export program: its graph keeps the mode it was exported in (eval)
+    points: list[np.ndarray] = []
+    with torch.no_grad():
+        for images, to_original in batches:
+            with precision.autocast():
+                out = model(precision.batch(images))
+            xy = heatmap.from_heatmap(heatmap.decode(out.float()), stride).cpu().numpy()
+            points.extend(back(p) for back, p in zip(to_original, xy, strict=True))
+    return points
+
+
+def predict_dataset(
+    model: nn.Module, data: LandmarkDataset, precision: Precision, batch_size: int
+) -> np.ndarray:
+    """Landmarks (N, K, 2) in original-image pixels for every image of ``data``."""
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    batches = (
+        (images, [lambda p, i=i: data.to_original(i, p) for i in idx.tolist()])
+        for images, _, idx in loader
+    )
+    found = predict(model, batches, precision)
+    return np.stack(found) if found else np.zeros((0, data.num_landmarks, 2))
+
+
+def errors_mm(
+    model: nn.Module, data: LandmarkDataset, precision: Precision, batch_size: int
+) -> np.ndarray:
+    """Radial errors (N, K) in mm on ``data``; NaN where a landmark is not annotated."""
+    truth = np.stack([r.landmarks for r in data.records])
+    sizes = np.array([r.pixel_size for r in data.records])
+    return radial_errors(predict_dataset(model, data, precision, batch_size), truth, sizes)
+
+
+def predict_images(
+    model: nn.Module,
+    paths: Sequence[Path],
+    image_size: int,
+    precision: Precision | None = None,
+    batch_size: int = 4,
+    stride: int | None = None,
+) -> np.ndarray:
+    """Landmarks (N, K, 2) in original-image pixels for each image file of ``paths``.
+
+    ``image_size`` must be the size the model was trained at. ``precision`` (default fp32 on
+    the model's device) says where the batches go; the model is moved there. An unreadable
+    image raises ``DataError`` naming it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if precision is None:
+        precision = Precision.resolve("fp32", next(model.parameters()).device)
+    else:
+        model = model.to(precision.device)
+
+    def batches() -> Iterable[Batch]:
+        for start in range(0, len(paths), batch_size):
+            loaded = [load_image(Path(p), image_size) for p in paths[start : start + batch_size]]
+            images = np.stack([canvas for canvas, _ in loaded]).astype(np.float32) / 255.0
+            yield torch.from_numpy(images).unsqueeze(1), [box.inverse for _, box in loaded]
+
+    found = predict(model, batches(), precision, stride)
+    return np.stack(found) if found else np.zeros((0, 0, 2))
