@@ -30,8 +30,9 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
 		echo "warning: could not install chromium; the browser test will skip" >&2
 
-# tests/test_readme.py and tests/test_postgres.py run a private PostgreSQL server (Debian package
-# `postgresql`: its initdb and pg_ctl); where it cannot be installed, those tests skip and say why.
+# tests/test_readme.py and tests/search/records/test_postgres.py run a private PostgreSQL server
+# (Debian package `postgresql`: its initdb and pg_ctl); where it cannot be installed, those tests
+# skip and say why.
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) || \

@@ -47,3 +47,27 @@ def cache_dir(tmp_path_factory) -> Path:
 def project(tmp_path, monkeypatch, cache_dir) -> Path:
     """A scratch project folder as the current directory: studies/ and mlruns/ land here."""
     return isolate(monkeypatch, tmp_path, cache_dir)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch) -> Path:
+    """A scratch folder as the current directory with its own cache, nothing else of the
+    user's: a hostile-input case builds its project inside (tests/bad_input.py)."""
+    isolate(monkeypatch, tmp_path, tmp_path / "cache")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def bad_input_template(tmp_path_factory) -> dict:
+    """A project folder another study left (tests/bad_input.py), and its stores' rows."""
+    from tests.bad_input import build_template
+
+    return build_template(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def pristine_datasets(tmp_path_factory) -> dict[str, Path]:
+    """A valid Aariz and a valid ISBI dataset, which a hostile case copies and breaks."""
+    from tests.bad_input import build_pristine
+
+    return build_pristine(tmp_path_factory)

@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.helpers import REPO, check_records, trial_runs
+from tests.helpers import REPO, check_records, mlflow_url, optuna_url, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -321,16 +321,14 @@ def check_walkthrough(terminal: Terminal) -> None:
     from mlflow.tracking import MlflowClient
 
     root = terminal.root
-    study = optuna.load_study(
-        study_name="quickstart", storage=f"sqlite:///{root}/studies/optuna.db"
-    )
+    study = optuna.load_study(study_name="quickstart", storage=optuna_url(root))
     check_records(study, trial_runs(root, "quickstart"), 8)
     assert study.metric_names == ["mre_mm"]
     resumed = stdout_of(terminal, SECTION_WALK, "resume quickstart")
     assert "Study 'quickstart': 8 trials finished" in resumed
     best = json.loads(stdout_of(terminal, SECTION_WALK, "best quickstart --json").splitlines()[-1])
     assert best["trial"] in [t.number for t in study.trials if t.state.name == "COMPLETE"]
-    client = MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(root))
     champion = client.get_model_version_by_alias("quickstart", "champion")
     assert champion.run_id
     assert (root / "studies/quickstart/report/report.html").stat().st_size > 10_000

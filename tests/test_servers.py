@@ -26,8 +26,8 @@ import optuna
 import pytest
 
 from search.cli import main
-from search.records.lineage import STATE_TAGS
-from tests.helpers import REPO, tiny_study
+from search.records.trials import STATE_TAGS
+from tests.helpers import REPO, free_port, isolate, mlflow_url, optuna_url, tiny_study
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +45,6 @@ CHROMIUM_ARGS = [
 STUDY = "servers"
 READY_S = 60  # how long a server may take to answer (a loaded 2-core machine is slow)
 PAGE_TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -115,13 +109,10 @@ def finished_study(tmp_path_factory, cache_dir, ray_cluster):
     """A finished tiny study (some trials may be pruned) in a scratch project folder."""
     root = tmp_path_factory.mktemp("servers")
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("CEPHTUNE_CACHE_DIR", str(cache_dir))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        isolate(mp, root, cache_dir)
         study_file = tiny_study(root, name=STUDY, num_samples=3, max_epochs=2, grace=1)
         assert main(["start", str(study_file)]) == 0
-        storage = f"sqlite:///{root}/studies/optuna.db"
+        storage = optuna_url(root)
         yield root, optuna.load_study(study_name=STUDY, storage=storage)
 
 
@@ -144,7 +135,7 @@ def servers(finished_study):
             "mlflow",
             [
                 *(sys.executable, "-m", "mlflow", "server"),
-                *("--backend-store-uri", f"sqlite:///{root}/mlruns/mlflow.db"),
+                *("--backend-store-uri", mlflow_url(root)),
                 *("--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"),
                 "--no-serve-artifacts",
             ],

@@ -24,7 +24,14 @@ from search.app import report_plots
 from search.layout import Layout, mask_url
 from search.records import ranking
 from search.records.storage import open_study
-from search.records.trials import FAIL_REASON, METRIC, MLFLOW_EXPERIMENT_ID, SPEC, interrupted
+from search.records.trials import (
+    FAIL_REASON,
+    METRIC,
+    MLFLOW_EXPERIMENT_ID,
+    SPEC,
+    STATE_TAGS,
+    interrupted,
+)
 from trainables.errors import ConfigError
 from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
 
@@ -78,12 +85,11 @@ def render(study: optuna.Study, storage_url: str, final_dir: Path) -> str:
 
 
 def state_label(trial: FrozenTrial) -> str:
-    """completed | pruned | failed | interrupted | running | waiting."""
-    if trial.state == TrialState.FAIL:
-        return "interrupted" if interrupted(trial) else "failed"
-    return {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned"}.get(
-        trial.state, trial.state.name.lower()
-    )
+    """The MLflow state tag (completed | pruned | failed), interrupted for a trial a stopped
+    driver ended, else Optuna's state (running | waiting)."""
+    if interrupted(trial):
+        return "interrupted"
+    return STATE_TAGS.get(trial.state, trial.state.name.lower())
 
 
 def _header(

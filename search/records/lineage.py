@@ -23,13 +23,14 @@ from search.layout import mask_url
 from search.records import ranking
 from search.records.storage import open_storage
 from search.records.tracking import resolved_tags
-from search.records.trials import FAIL_REASON, MLFLOW_RUN_ID, attach_run, by_ray_id
+from search.records.trials import (
+    FAIL_REASON,
+    MLFLOW_RUN_ID,
+    STATE_TAGS,
+    attach_run,
+    by_ray_id,
+)
 
-STATE_TAGS = {
-    TrialState.COMPLETE: "completed",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-}
 SKIPPED_RESULT_KEYS = {"trial_id", "date", "hostname", "node_ip", "pid", "done", "config"}
 
 

@@ -34,6 +34,12 @@ MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"
 RAY_RUN = "ray_run"  # the Ray experiment's run name (studies/NAME/<ray_run>)
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# How an ended trial's state reads in MLflow (``cephtune.state``) and in the report.
+STATE_TAGS = {
+    TrialState.COMPLETE: "completed",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
 
 
 def record_study(study: optuna.Study, values: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import urllib.request
 import optuna
 
 from search.cli import main
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 from trainables.data.formats import load_split
 
 
@@ -23,12 +22,6 @@ def test_data_synth_writes_a_loadable_dataset(tmp_path, capsys):
     assert len(load_split(out, "valid", "junior")) == 1
     assert main(["data", "synth", str(out), "--n", "5"]) == 2  # refuses to overwrite
     assert "not empty" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dashboard_serves_the_study_storage_on_loopback(tmp_path):

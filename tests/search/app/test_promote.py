@@ -10,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
-from tests.helpers import mlflow_url, tiny_study
+from tests.helpers import mlflow_url, optuna_url, tiny_study
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_promote_registers_a_champion_that_predicts_and_scores(project, ray_clus
     assert main(["train", str(best_yaml), "--out", str(project / "again")]) == 0
     assert (project / "again" / "best.pt").is_file()
 
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     champion = client.get_model_version_by_alias("promo", "champion")
     run = client.get_run(champion.run_id)
     parent = client.get_experiment_by_name("promo")
@@ -68,7 +68,7 @@ def test_promote_registers_a_champion_that_predicts_and_scores(project, ray_clus
     assert main(["report", "promo"]) == 0
     report = project / "studies" / "promo" / "report" / "report.html"
     html = report.read_text()
-    study = optuna.load_study(study_name="promo", storage=f"sqlite:///{project}/studies/optuna.db")
+    study = optuna.load_study(study_name="promo", storage=optuna_url(project))
     assert f"#{study.best_trial.number}" in html
     assert f"{first['mre_mm']:.4g}" in html  # the promoted model's test table
 
@@ -101,7 +101,7 @@ def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
     assert values["train_on"] == "train+valid" and values["seed"] == 7
     metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
     assert metrics["checkpoint"] == "last.pt" and metrics["alias"] == "champion"
-    study = optuna.load_study(study_name="top2", storage=f"sqlite:///{project}/studies/optuna.db")
+    study = optuna.load_study(study_name="top2", storage=optuna_url(project))
     ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)[
         :2
     ]
@@ -113,7 +113,7 @@ def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
 def test_promote_without_a_completed_trial_is_one_line(project, capsys):
     import optuna as ot
 
-    storage = f"sqlite:///{project}/studies/optuna.db"
+    storage = optuna_url(project)
     (project / "studies").mkdir()
     ot.create_study(study_name="empty", storage=storage)
     assert main(["promote", "empty"]) == 2

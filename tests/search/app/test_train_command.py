@@ -7,6 +7,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
+from tests.helpers import mlflow_url
 from trainables.data.synth import SynthSpec, write_dataset
 
 
@@ -39,7 +40,7 @@ def test_train_writes_checkpoints_and_an_mlflow_run_then_resumes(project, config
     config_file.write_text(yaml.safe_dump(values))
     assert main(["train", str(config_file), "--resume", str(out / "last.pt")]) == 0
 
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("train")
     runs = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]

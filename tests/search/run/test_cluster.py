@@ -15,15 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import REPO, tiny_study
+from tests.helpers import REPO, free_port, optuna_url, tiny_study
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ def test_study_runs_on_an_existing_cluster(project, cache_dir, head):
         cwd=project, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    study = optuna.load_study(study_name="remote", storage=f"sqlite:///{project}/studies/optuna.db")
+    study = optuna.load_study(study_name="remote", storage=optuna_url(project))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert "Best trial" in result.stdout
 

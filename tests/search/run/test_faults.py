@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from search.cli import main
 from search.records.trials import FAIL_REASON, INTERRUPTED
-from tests.helpers import REPO, check_records, optuna_study, tiny_study, trial_runs
+from tests.helpers import REPO, check_records, mlflow_url, optuna_study, tiny_study, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -241,7 +241,7 @@ def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, r
     assert sorted(first.intermediate_values) == [1, 2, 3]
     assert second.state == TrialState.FAIL
     assert second.user_attrs[FAIL_REASON].startswith("worker_died")
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     run = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "workers")}["0"]
     history = [m.step for m in client.get_metric_history(run.info.run_id, "mre_mm")]
     assert history == [1, 2, 3]  # the retry's repeated epochs are not logged twice

@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from search.records.trials import FAIL_REASON, INTERRUPTED, RAY_TRIAL_ID
+from search.records import trials
+from search.records.trials import RAY_TRIAL_ID
 from search.run.searcher import StudySearch
 
 
@@ -49,9 +50,8 @@ def test_the_storage_not_rays_counter_decides_how_many_trials_are_left(tmp_path)
     before_crash.on_trial_complete("ray-1", {"mre_mm": 3.0, "training_iteration": 2})
     before_crash.on_trial_complete("ray-2", {"mre_mm": 4.0, "training_iteration": 1})
     ot_study = optuna.load_study(study_name="restored", storage=storage)
-    interrupted = ot_study.trials[2]  # ray-3 was running when the driver died
-    storage.set_trial_user_attr(interrupted._trial_id, FAIL_REASON, INTERRUPTED)
-    storage.set_trial_state_values(interrupted._trial_id, TrialState.FAIL)
+    (gone,) = trials.interrupt(ot_study)  # ray-3 was running when the driver died
+    assert gone.user_attrs[RAY_TRIAL_ID] == "ray-3"
 
     restored = searcher(storage, num_samples=4)  # Ray's saved state knew none of them
     assert restored.suggest("ray-4") is not None  # 2 finished + 1 running: one more

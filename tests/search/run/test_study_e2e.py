@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
-from tests.helpers import tiny_study
+from tests.helpers import mlflow_url, optuna_url, tiny_study
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
     assert "Best trial #" in printed and "Mean-shape baseline" in printed
     assert "optuna-dashboard" in printed and "ui --backend-store-uri" in printed
 
-    storage = f"sqlite:///{project}/studies/optuna.db"
+    storage = optuna_url(project)
     study = optuna.load_study(study_name="e2e", storage=storage)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 4 == len(study.trials)
@@ -40,7 +40,7 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
     assert {"lr", "loss"} <= set(trials[0].params)
 
     assert study.user_attrs["spec"]["name"] == "e2e"
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("e2e")
     assert experiment.artifact_location.startswith((project / "mlruns").as_uri())
     parent, runs = runs_of(client, experiment.experiment_id)
@@ -82,11 +82,11 @@ def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys
     assert main(["start", str(study_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and "--fresh" in err and "\n" not in err
-    storage = f"sqlite:///{project}/studies/optuna.db"
+    storage = optuna_url(project)
     assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
 
     assert main(["start", str(study_file), "--fresh"]) == 0
     assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("again")
     assert len(runs_of(client, experiment.experiment_id)[1]) == 2

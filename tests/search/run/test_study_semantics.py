@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.cli import main
-from tests.helpers import TINY_SPACE, optuna_study, tiny_study, trial_runs
+from tests.helpers import TINY_SPACE, mlflow_url, optuna_study, tiny_study, trial_runs
 
 pytestmark = pytest.mark.slow
 # A wider lr range than the default tiny space, so that ASHA has poor trials to stop.
@@ -36,7 +36,7 @@ def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluste
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
     runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "asha")}
-    client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(mlflow_url(project))
     for trial in study.trials:
         steps = sorted(trial.intermediate_values)
         assert steps == list(range(1, len(steps) + 1))  # every epoch, the last one included

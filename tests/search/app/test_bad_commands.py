@@ -1,0 +1,178 @@
+"""Hostile commands: on a study's records, on the command line, with training configs
+(tests/bad_input.py says what each case must do)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from search.cli import main
+from tests.bad_input import (
+    TAG,
+    Case,
+    argv,
+    params_of,
+    predict_text_file,
+    predict_unknown_model,
+    promote_on,
+    run_as_process,
+    run_in_process,
+    train,
+    train_corrupt_image,
+    truncate,
+    write,
+)
+from tests.helpers import REPO
+
+CASES: list[Case] = [
+    # commands on a study's records
+    Case("best-no-finished-trial", argv("best", "pending"), ("'pending'", "no finished trial")),
+    Case(
+        "promote-no-completed-trial",
+        argv("promote", "pending"),
+        ("'pending'", "no completed trial to promote"),
+    ),
+    Case(
+        "promote-corrupt-test-image",
+        promote_on(truncate("test/Cephalograms/synth00005.png")),
+        ("synth00005.png: unreadable image",),
+    ),
+    Case(
+        "promote-resume-without-checkpoint",
+        promote_on(lambda root: None, "--resume"),
+        ("studies/done/final/checkpoints/last.pt: no checkpoint to resume",),
+    ),
+    Case(
+        "status-unknown-study",
+        argv("status", "ghost"),
+        ("study 'ghost' not found", "studies: done, pending, unrelated"),
+    ),
+    Case("resume-study-file-gone", argv("resume", "pending"), ("gone.yaml: file not found",)),
+    Case(
+        "resume-study-not-made-by-cephtune",
+        argv("resume", "unrelated"),
+        ("study 'unrelated'", "was not started by cephtune", "nothing to resume"),
+    ),
+    *(
+        Case(
+            f"{command}-name-escapes-studies",
+            argv(command, name),
+            (f"study name {name!r} must be", "no path separators"),
+        )
+        for command, name in (
+            ("resume", "../x"),
+            ("best", "../x"),
+            ("status", "a/b"),
+            ("promote", "../../x"),
+            ("report", ".."),
+        )
+    ),
+    # command line use
+    Case(
+        "promote-epochs-0",
+        argv("promote", "pending", "--epochs", "0"),
+        ("cephtune promote: argument --epochs: must be >= 1, got 0",),
+    ),
+    Case("unknown-command", argv("frobnicate"), ("invalid choice: 'frobnicate'",)),
+    Case("missing-argument", argv("start"), ("cephtune start", "required: study")),
+    Case(
+        "data-synth-n-below-3",
+        argv("data", "synth", "out", "--n", "2"),
+        ("argument --n: must be >= 3, got 2",),
+    ),
+    Case("predict-a-text-file", predict_text_file, ("notes.txt: not an image",)),
+    Case(
+        "predict-unknown-model",
+        predict_unknown_model,
+        ("model 'models:/nope@champion' not found", "mlflow.db"),
+    ),
+    Case(
+        "evaluate-no-prediction-folder",
+        lambda ctx: ["evaluate", "--pred", "nowhere", "--dataset", str(ctx.aariz)],
+        ("nowhere: prediction folder missing",),
+    ),
+    # training configs
+    Case("train-python-tag", train(f"lr: {TAG}\n"), ("cfg.yaml", "python/object/apply")),
+    Case(
+        "train-unknown-key-did-you-mean",
+        train("batchsize: 8\n"),
+        ("cfg.yaml: unknown trainable key 'batchsize' (did you mean 'batch_size'?)",),
+    ),
+    Case("train-lr-negative", train("lr: -1.0e-3\n"), ("cfg.yaml: lr must be > 0, got -0.001",)),
+    Case("train-lr-wrong-type", train("lr: fast\n"), ("cfg.yaml: lr must be a float, got 'fast'",)),
+    Case(
+        "train-unknown-model",
+        train(model="vit"),
+        ("cfg.yaml: model must be one of hourglass, hrnet, resnet, unet, got 'vit'",),
+    ),
+    Case(
+        "train-unknown-backbone",
+        train(backbone="hrnet_w99"),
+        ("cfg.yaml: backbone must be one of hrnet_w18_small", "for hrnet, got 'hrnet_w99'"),
+    ),
+    Case(
+        "train-unknown-loss",
+        train("loss: focal\n"),
+        ("cfg.yaml: loss must be one of adaptive_wing, heatmap, got 'focal'",),
+    ),
+    Case(
+        "train-dataset-missing",
+        lambda ctx: ["train", str(write(ctx.project / "cfg.yaml", "data_dir: nowhere\n"))],
+        ("nowhere: dataset folder missing",),
+    ),
+    Case(
+        "train-corrupt-image",
+        train_corrupt_image,
+        ("synth00001.png: unreadable image",),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", params_of(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
+    case, isolated, bad_input_template, pristine_datasets, request, capsys
+):
+    if case.ray:
+        request.getfixturevalue("ray_cluster")
+    run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
+
+
+SUBPROCESS = ("best-no-finished-trial",)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
+def test_the_real_process_prints_one_line(case, isolated, bad_input_template, pristine_datasets):
+    run_as_process(case, isolated, bad_input_template, pristine_datasets)
+
+
+def test_the_study_without_a_finished_trial_is_otherwise_readable(
+    isolated, bad_input_template, capsys
+):
+    """``best pending`` fails for want of a finished trial, not for a malformed fixture."""
+    shutil.copytree(bad_input_template["root"], isolated / "project")
+    os.chdir(isolated / "project")
+    assert main(["status", "pending", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["states"] == {"PRUNED": 1, "RUNNING": 1} and info["best"] is None
+
+
+def test_the_driver_checks_names_without_torch():
+    """A study, its space and every name in them are checked by a driver that has not
+    imported torch (the registries of models, losses and formats import none)."""
+    code = (
+        "import sys\n"
+        "from search.spec.study import load_study\n"
+        "load_study('studies/quickstart.yaml')\n"
+        "from search.spec.space_file import load_space\n"
+        "load_space('spaces/guides.yaml')\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

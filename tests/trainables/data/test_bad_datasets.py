@@ -1,0 +1,153 @@
+"""Hostile datasets, Aariz and ISBI (tests/bad_input.py says what each case must do)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bad_input import (
+    ANN,
+    CSV_NAME,
+    Case,
+    corrupt,
+    drop_symbol,
+    edit_csv,
+    edit_json,
+    isbi_lines,
+    params_of,
+    pixel_size,
+    remove,
+    replace_bytes,
+    run_as_process,
+    run_in_process,
+    senior,
+    set_item,
+    study,
+    truncate,
+    truncated_jpeg,
+)
+
+CASES: list[Case] = [
+    # datasets
+    Case(
+        "data-root-missing",
+        study("dataset: {format: aariz, root: nowhere}"),
+        ("nowhere: dataset folder missing",),
+    ),
+    Case("data-split-missing", corrupt(remove("valid")), ("valid: folder missing",)),
+    Case(
+        "data-csv-missing",
+        corrupt(remove(CSV_NAME)),
+        (f"{CSV_NAME}: pixel-size CSV missing", "never assumed"),
+    ),
+    Case(
+        "data-pixel-size-id-missing",
+        corrupt(edit_csv(lambda rows: rows[:1] + rows[2:])),
+        ("synth00001.png", "no pixel size for id 'synth00001'", CSV_NAME),
+    ),
+    Case(
+        "data-pixel-size-id-twice",
+        corrupt(edit_csv(lambda rows: rows + [{**rows[0], "pixel_size": "0.2"}])),
+        (f"{CSV_NAME}:8", "cephalogram_id 'synth00000' is listed twice"),
+    ),
+    Case(
+        "data-csv-not-text",
+        corrupt(replace_bytes(CSV_NAME, b"cephalogram_id,pixel_size\n\xff\xfe,0.1\n")),
+        (f"{CSV_NAME}: not a readable CSV",),
+    ),
+    Case(
+        "data-pixel-size-empty",
+        corrupt(pixel_size("")),
+        (f"{CSV_NAME}:3", "pixel_size is not a number"),
+    ),
+    Case(
+        "data-pixel-size-zero",
+        corrupt(pixel_size("0")),
+        (f"{CSV_NAME}:3", "pixel_size must be > 0, got 0.0"),
+    ),
+    Case(
+        "data-pixel-size-negative",
+        corrupt(pixel_size("-0.1")),
+        (f"{CSV_NAME}:3", "pixel_size must be > 0, got -0.1"),
+    ),
+    Case(
+        "data-image-is-text",
+        corrupt(replace_bytes("train/Cephalograms/synth00001.png", b"not an image")),
+        ("synth00001.png: unreadable image",),
+    ),
+    Case(
+        "data-image-truncated",
+        corrupt(truncate("valid/Cephalograms/synth00004.png")),
+        ("synth00004.png: unreadable image",),
+    ),
+    Case(
+        "data-jpeg-truncated",
+        corrupt(truncated_jpeg("train/Cephalograms/synth00003.png")),
+        ("synth00003.jpg: unreadable image",),
+    ),
+    Case(
+        "data-isbi-bmp-truncated",
+        corrupt(truncate("RawImage/TrainingData/002.bmp"), fmt="isbi"),
+        ("002.bmp: unreadable image",),
+    ),
+    Case(
+        "data-annotation-malformed-json",
+        corrupt(replace_bytes(f"train/{ANN}/Junior Orthodontists/synth00002.json", b"{")),
+        ("synth00002.json: malformed landmark JSON (line 1",),
+    ),
+    Case(
+        "data-annotation-missing",
+        corrupt(remove(f"train/{ANN}/Junior Orthodontists/synth00002.json")),
+        ("synth00002.json: annotation missing",),
+    ),
+    Case(
+        "data-landmark-symbol-missing",
+        corrupt(lambda root: edit_json(senior(root, "synth00000"), drop_symbol)),
+        ("synth00000.json: landmarks[3].symbol missing",),
+    ),
+    Case(
+        "data-landmark-symbol-unknown",
+        corrupt(lambda root: edit_json(senior(root, "synth00000"), set_item(0, symbol="XX"))),
+        ("synth00000.json: unknown landmark symbol 'XX'",),
+    ),
+    Case(
+        "data-landmark-symbol-twice",
+        corrupt(lambda root: edit_json(senior(root, "synth00000"), set_item(1, symbol="A"))),
+        ("synth00000.json: landmarks[1].symbol 'A' appears twice",),
+    ),
+    Case(
+        "data-landmark-outside-the-image",
+        corrupt(
+            lambda root: edit_json(
+                senior(root, "synth00003"), set_item(14, value={"x": 80, "y": 7})
+            )
+        ),
+        ("synth00003.json: landmark 'Go' must lie inside the 80x100 image synth00003.png",),
+    ),
+    Case(
+        "data-isbi-fewer-than-19-lines",
+        corrupt(isbi_lines("AnnotationsByMD/400_junior/002.txt", keep=12), fmt="isbi"),
+        ("002.txt:13: expected 19 landmark lines",),
+    ),
+    Case(
+        "data-isbi-landmark-outside-the-image",
+        corrupt(isbi_lines("AnnotationsByMD/400_senior/003.txt", first="-4,10"), fmt="isbi"),
+        ("003.txt: landmark 'S' must lie inside the 48x60 image 003.bmp, got (-4, 10)",),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", params_of(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
+    case, isolated, bad_input_template, pristine_datasets, request, capsys
+):
+    if case.ray:
+        request.getfixturevalue("ray_cluster")
+    run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
+
+
+SUBPROCESS = ("data-image-truncated",)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
+def test_the_real_process_prints_one_line(case, isolated, bad_input_template, pristine_datasets):
+    run_as_process(case, isolated, bad_input_template, pristine_datasets)
