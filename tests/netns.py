@@ -13,9 +13,10 @@ root namespace gets one veth end with the gateway address, so servers the test s
 and the test itself reach every host; it does not forward, so the hosts reach nothing beyond.
 The hosts' default route points at the gateway only so that Ray finds each host's address.
 
-A command runs in host N as ``ip netns exec NS unshare --mount --propagation private sh -c
-SCRIPT``. SCRIPT binds ``ROOT/shared`` inside ``ROOT/hN`` and binds ``ROOT/hN`` over ``/tmp``,
-so every host sees (``ROOT`` is ``/tmp/cephtune-hosts-ID``)::
+A command runs in host N as ``ip netns exec NS unshare --mount --uts --propagation private sh
+-c SCRIPT``. SCRIPT names the host (``hostname NS``), binds ``ROOT/shared`` inside ``ROOT/hN``
+and binds ``ROOT/hN`` over ``/tmp``, so every host sees (``ROOT`` is
+``/tmp/cephtune-hosts-ID``)::
 
     /tmp                 its own (ROOT/hN outside), Ray's default /tmp/ray included
     ROOT/home            $HOME: ~/.cache/cephtune, the preprocessing and synthetic-data cache
@@ -173,7 +174,7 @@ class Host:
     def __init__(self, hosts: Hosts, index: int, ip: str) -> None:
         self.index, self.ip = index, ip
         self.name = f"h{index}"
-        self.netns = f"cephtune-{hosts.id}-{self.name}"
+        self.netns = self.hostname = f"cephtune-{hosts.id}-{self.name}"
         self.root = hosts.root  # the same path inside every host
         self.home, self.project = hosts.root / "home", hosts.root / "project"
         self.shared = hosts.shared
@@ -211,14 +212,15 @@ class Host:
         """The argv that runs ``cmd`` in this host, from ``cwd`` (default: the project)."""
         q = shlex.quote
         script = (
-            "set -e; "
+            f"set -e; hostname {self.hostname}; "
             f"mount --bind {q(str(self.shared))} {q(str(self._mountpoint))}; "
             f"mount --rbind {q(str(self._tmp))} /tmp; "
             'cd "$1"; shift; exec "$@"'
         )
         where = str(cwd or self.project)
-        return ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--propagation",
-                "private", "sh", "-c", script, "sh", where, *map(str, cmd)]  # fmt: skip
+        enter = ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts", "--propagation",
+                 "private"]  # fmt: skip
+        return [*enter, "sh", "-c", script, "sh", where, *map(str, cmd)]
 
     def run(
         self,

@@ -26,11 +26,12 @@ def test_each_host_has_its_own_tmp_home_and_cache_and_shares_one_folder(hosts, t
         host.run(["sh", "-c", "; ".join(f"echo {host.name} > {path}" for path in mine)])
     cache = f"{sys.executable} -c 'from trainables.cache import resolve_cache_dir as d; print(d())'"
     for host in hosts:
-        out = host.run(["sh", "-c", f"cat /tmp/mine ~/mine; ls {host.shared}; "
+        out = host.run(["sh", "-c", f"hostname; cat /tmp/mine ~/mine; ls {host.shared}; "
                         f"test ! -e {tmp_path}; {cache}"]).stdout.split()  # fmt: skip
-        # its own /tmp and home (the test's /tmp is not there); both hosts' files in the
+        # its own name, /tmp and home (the test's /tmp is not there); both hosts' files in the
         # shared folder; cephtune's cache inside its own home
-        assert out == [host.name] * 2 + ["h1", "h2", str(host.home / ".cache" / "cephtune")]
+        assert out == [host.hostname, host.name, host.name, "h1", "h2",
+                       str(host.home / ".cache" / "cephtune")]  # fmt: skip
         assert (host.outside(host.home) / "mine").read_text() == f"{host.name}\n"
     assert h1.home == h2.home and h1.outside(h1.home) != h2.outside(h2.home)  # same path, apart
     assert not (Path("/tmp") / "mine").exists()
@@ -38,7 +39,7 @@ def test_each_host_has_its_own_tmp_home_and_cache_and_shares_one_folder(hosts, t
 
 
 PROBE = """\
-import json, os, sys
+import json, os, socket, sys
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -47,7 +48,8 @@ ray.init(address=sys.argv[1], logging_level="WARNING")
 @ray.remote(num_cpus=0)
 def where(shared):
     home = os.environ["HOME"]
-    return {"ip": ray.util.get_node_ip_address(), "home": sorted(os.listdir(home)),
+    return {"ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "home": sorted(os.listdir(home)),
             "shared": sorted(os.listdir(shared))}
 
 found = []
@@ -70,7 +72,7 @@ def test_ray_runs_one_node_per_host_and_a_task_sees_its_hosts_files(hosts, ray_h
     found = sorted(json.loads(out.splitlines()[-1]), key=lambda n: n["node"])
     assert [n["node"] for n in found] == [h1.ip, h2.ip]  # two nodes alive, one per host
     for node, host in zip(found, hosts, strict=True):
-        assert node["ip"] == host.ip
+        assert (node["ip"], node["hostname"]) == (host.ip, host.hostname)
         assert f"only-on-{host.name}" in node["home"]  # the task sees its own host's files
         assert f"only-on-{(h2 if host is h1 else h1).name}" not in node["home"]
         assert "everywhere" in node["shared"]
