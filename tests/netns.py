@@ -14,9 +14,10 @@ and the test itself reach every host; it does not forward, so the hosts reach no
 The hosts' default route points at the gateway only so that Ray finds each host's address.
 
 A command runs in host N as ``ip netns exec NS unshare --mount --uts --propagation private sh
--c SCRIPT``. SCRIPT names the host (``hostname NS``), binds ``ROOT/shared`` inside ``ROOT/hN``
-and binds ``ROOT/hN`` over ``/tmp``, so every host sees (``ROOT`` is
-``/tmp/cephtune-hosts-ID``)::
+-c SCRIPT``. SCRIPT names the host (``hostname NS``), binds ``ROOT/etc/hosts`` (every host's
+name) and a ``resolv.conf`` without a name server over /etc's (a lookup fails at once rather
+than waiting on a DNS server out of reach), binds ``ROOT/shared`` inside ``ROOT/hN`` and binds
+``ROOT/hN`` over ``/tmp``, so every host sees (``ROOT`` is ``/tmp/cephtune-hosts-ID``)::
 
     /tmp                 its own (ROOT/hN outside), Ray's default /tmp/ray included
     ROOT/home            $HOME: ~/.cache/cephtune, the preprocessing and synthetic-data cache
@@ -169,12 +170,14 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 class Host:
-    """One host: ``run``/``popen`` a command in it, ``kill_all`` its processes."""
+    """One host: ``run``/``popen`` a command in it; faults: ``kill_all`` its processes (a
+    crash), ``unplug`` it (a hang or a partition)."""
 
     def __init__(self, hosts: Hosts, index: int, ip: str) -> None:
         self.index, self.ip = index, ip
         self.name = f"h{index}"
         self.netns = self.hostname = f"cephtune-{hosts.id}-{self.name}"
+        self._switch = hosts.switch
         self.root = hosts.root  # the same path inside every host
         self.home, self.project = hosts.root / "home", hosts.root / "project"
         self.shared = hosts.shared
@@ -211,8 +214,11 @@ class Host:
     def command(self, cmd: Sequence[str], cwd: str | Path | None = None) -> list[str]:
         """The argv that runs ``cmd`` in this host, from ``cwd`` (default: the project)."""
         q = shlex.quote
+        etc = self.root / "etc"
         script = (
             f"set -e; hostname {self.hostname}; "
+            f"mount --bind {q(str(etc / 'hosts'))} /etc/hosts; "
+            f"mount --bind {q(str(etc / 'resolv.conf'))} /etc/resolv.conf; "
             f"mount --bind {q(str(self.shared))} {q(str(self._mountpoint))}; "
             f"mount --rbind {q(str(self._tmp))} /tmp; "
             'cd "$1"; shift; exec "$@"'
@@ -264,6 +270,15 @@ class Host:
         """The file ``popen(..., log=name)`` writes to (outside the hosts)."""
         return self._logs / f"{self.name}-{name}.log"
 
+    def unplug(self) -> None:
+        """Cut this host off the network (its port on the switch goes down): its processes
+        live on but nothing reaches them, as when a machine hangs or its cable is pulled."""
+        _ip("-n", self._switch, "link", "set", self.name, "down")
+
+    def plug(self) -> None:
+        """Connect this host again after ``unplug``."""
+        _ip("-n", self._switch, "link", "set", self.name, "up")
+
     def pids(self) -> list[int]:
         """Every process of this host (in its network namespace)."""
         return _netns_pids(self.netns)
@@ -292,6 +307,7 @@ class Hosts:
         self.root = Path(PREFIX + self.id)
         self.shared = self.root / "shared"
         self.logs = self.root / "logs"
+        self.switch = f"cephtune-{self.id}-sw"  # the namespace of the bridge
         self.hosts: list[Host] = []
         self._on_close: list[Callable[[], None]] = []
         self.root.mkdir()
@@ -306,7 +322,7 @@ class Hosts:
             raise
 
     def _network(self, n: int) -> None:
-        switch = f"cephtune-{self.id}-sw"
+        switch = self.switch
         try:
             _ip("netns", "add", switch)
         except RuntimeError as e:
@@ -338,6 +354,14 @@ class Hosts:
             _ip("-n", host.netns, "link", "set", "eth0", "up")
             _ip("-n", host.netns, "route", "add", "default", "via", self.gateway)
             self.hosts.append(host)
+        # What a lab's DNS would answer; no name server, so a lookup of any other name fails at
+        # once instead of waiting for one the hosts cannot reach.
+        etc = self.root / "etc"
+        etc.mkdir()
+        names = [("127.0.0.1", "localhost"), (self.gateway, f"cephtune-{self.id}-gw")]
+        names += [(host.ip, host.hostname) for host in self.hosts]
+        (etc / "hosts").write_text("".join(f"{ip} {name}\n" for ip, name in names))
+        (etc / "resolv.conf").write_text("options timeout:1 attempts:1\n")
 
     def __getitem__(self, i: int) -> Host:
         return self.hosts[i]

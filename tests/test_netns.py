@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import optuna
 import pytest
-from cluster import start_mlflow, start_postgres
+from cluster import search_py, start_mlflow, start_postgres
+from conftest import check_records, tiny_study, trial_runs
 from netns import PREFIX, Hosts, Unavailable, sweep
+from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
@@ -114,6 +118,61 @@ def test_postgres_and_mlflow_are_reachable_from_every_host_and_postgres_restarts
         """)  # fmt: skip
     made = h1.run([sys.executable, "-c", api, "create"]).stdout.strip()
     assert h2.run([sys.executable, "-c", api, "get"]).stdout.strip() == made
+
+
+def test_an_unplugged_host_is_silent_and_comes_back(hosts):
+    h1, h2 = hosts
+    server = h2.popen([sys.executable, "-m", "http.server", "8000"], log="http")
+    try:
+        assert _answers(h2.ip, 8000, within=30)
+        h2.unplug()
+        assert not _answers(h2.ip, 8000, within=1)  # no refusal either: silence
+        assert server.poll() is None  # its processes live on
+        h2.plug()
+        assert _answers(h2.ip, 8000, within=30)
+    finally:
+        h2.plug()
+        h2.kill_all()
+
+
+def _answers(ip: str, port: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection((ip, port), timeout=0.5).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
+def test_todays_cephtune_spreads_a_study_over_both_hosts_from_a_shared_project_folder(
+    hosts, ray_hosts, hosts_postgres
+):
+    """``search.py start --address`` in host 1, run from a project folder on the shared
+    storage: Ray keeps the experiment there (``studies/NAME/ray``), where a trial on host 2
+    can checkpoint too. From host 1's own project folder, the trials on host 2 fail at their
+    first checkpoint (tests/CLUSTER.md)."""
+    h1, h2 = hosts
+    url = hosts_postgres.url(hosts_postgres.createdb("spread"))
+    project = hosts.shared / "project"
+    study = tiny_study(project, "spread", num_samples=4, max_epochs=2, grace=2, concurrent=2)
+    study.write_text(study.read_text() + f"storage: {url}\n")
+    result = h1.run(search_py("start", study.name, "--address", ray_hosts), cwd=project,
+                    timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran_on = set()
+    for trial in (project / "studies" / "spread" / "ray").glob("trial_*"):
+        reports = (trial / "result.json").read_text().splitlines()
+        ran_on |= {json.loads(line)["node_ip"] for line in reports}
+    assert ran_on == {h1.ip, h2.ip}  # one CPU per node, two trials at once: both hosts work
+    study = optuna.load_study(study_name="spread", storage=url)
+    check_records(study, trial_runs(project, "spread"), 4)
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+    # each host made the synthetic dataset in its own cache, at the path the driver chose
+    for host in hosts:
+        assert list((host.outside(host.home) / ".cache/cephtune/synthetic").iterdir())
 
 
 DAEMON = "sleep 300 & setsid sh -c 'sleep 301 &'; exec sleep 302"  # one escapes its session
