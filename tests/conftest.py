@@ -38,6 +38,48 @@ def postgres():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def hosts():
+    """Two hosts on a private subnet, each its own network namespace, /tmp, home and cache,
+    with a shared folder (tests/netns.py); removed after the module, or a skip that says why
+    they cannot be made here."""
+    from netns import Hosts, Unavailable
+
+    try:
+        made = Hosts(2)
+    except Unavailable as e:
+        pytest.skip(f"cannot make hosts on this machine: {e}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def ray_hosts(hosts) -> str:
+    """A Ray head on ``hosts[0]`` and a worker on ``hosts[1]``, one CPU each; the head's
+    address. Every process of the hosts is killed after the test."""
+    from cluster import start_ray
+
+    try:
+        yield start_ray(hosts)
+    finally:
+        hosts.kill_all()
+
+
+@pytest.fixture(scope="module")
+def hosts_postgres(hosts):
+    """A PostgreSQL server every host reaches (tests/cluster.py ``start_postgres``), or a skip
+    that says why."""
+    from cluster import start_postgres
+    from netns import Unavailable
+
+    try:
+        return start_postgres(hosts)
+    except Unavailable as e:
+        pytest.skip(str(e))
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cephtune-cache")

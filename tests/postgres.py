@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROLE = "cephtune"
@@ -50,10 +51,18 @@ def why_unavailable() -> str | None:
 
 
 class PostgresServer:
-    """``start()`` a cluster on ``port``; ``stop()`` it and delete its folder."""
+    """``start()`` a cluster on ``port``; ``stop()`` it and delete its folder.
 
-    def __init__(self, port: int) -> None:
+    ``listen``: the addresses it listens on (loopback by default); ``clients``: a network
+    besides loopback whose clients it trusts, such as a test cluster's private subnet
+    (``10.231.7.0/24``).
+    """
+
+    def __init__(
+        self, port: int, listen: Sequence[str] = ("127.0.0.1",), clients: str | None = None
+    ) -> None:
         self.port = port
+        self.listen, self.clients = tuple(listen), clients
         self.bin = server_binaries()
         self.folder: Path | None = None
 
@@ -62,8 +71,9 @@ class PostgresServer:
         """libpq's variables: ``createdb`` and a ``postgresql:///DB`` URL find the server."""
         return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": ROLE}
 
-    def url(self, database: str, driver: str = "postgresql") -> str:
-        return f"{driver}://{ROLE}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, driver: str = "postgresql", host: str | None = None) -> str:
+        """The URL of ``database`` at ``host``, one of ``listen`` (the first by default)."""
+        return f"{driver}://{ROLE}@{host or self.listen[0]}:{self.port}/{database}"
 
     def _as_owner(self, *cmd: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
@@ -73,7 +83,7 @@ class PostgresServer:
         self.folder = Path(tempfile.mkdtemp(prefix="cephtune-pg-", dir="/tmp"))
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres")
-        data, log = self.folder / "data", self.folder / "server.log"
+        data = self.folder / "data"
         subprocess.run(
             self._as_owner(
                 str(self.bin / "initdb"), "-D", str(data), "-U", ROLE, "--auth=trust",
@@ -81,20 +91,32 @@ class PostgresServer:
             ),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+        if self.clients:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.clients} trust\n")
+        self._pg_ctl("start")
+
+    def _pg_ctl(self, action: str) -> None:
+        """``pg_ctl start`` or ``restart``, waiting until the server accepts connections."""
+        data, log = self.folder / "data", self.folder / "server.log"
         options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200"
+            f"-p {self.port} -k {self.folder} -c listen_addresses={','.join(self.listen)} "
+            "-c fsync=off -c max_connections=200"
         )
         result = subprocess.run(
             self._as_owner(
                 str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
-                "-w", "-t", "60", "start",
+                "-m", "immediate", "-w", "-t", "60", action,
             ),
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if result.returncode != 0:
             text = log.read_text() if log.exists() else result.stderr
-            raise RuntimeError(f"PostgreSQL did not start:\n{text[-2000:]}")
+            raise RuntimeError(f"PostgreSQL did not {action}:\n{text[-2000:]}")
+
+    def restart(self) -> None:
+        """Stop the server at once (every connection dropped, as in a crash) and start it."""
+        self._pg_ctl("restart")
 
     def createdb(self, name: str) -> str:
         subprocess.run(["createdb", name], env={**os.environ, **self.env}, check=True, timeout=60)
