@@ -18,9 +18,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from netns import REPO, Host, Hosts, Unavailable
-from postgres import PostgresServer
-from postgres import why_unavailable as no_postgres
+from tests.netns import REPO, Host, Hosts, Unavailable
+from tests.postgres import PostgresServer
+from tests.postgres import why_unavailable as no_postgres
 
 RAY_PORT = 6379  # each host has its own ports: no clash with anything outside
 

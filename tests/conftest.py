@@ -43,7 +43,7 @@ def hosts():
     """Two hosts on a private subnet, each its own network namespace, /tmp, home and cache,
     with a shared folder (tests/netns.py); removed after the module, or a skip that says why
     they cannot be made here."""
-    from netns import Hosts, Unavailable
+    from tests.netns import Hosts, Unavailable
 
     try:
         made = Hosts(2)
@@ -59,7 +59,7 @@ def hosts():
 def ray_hosts(hosts) -> str:
     """A Ray head on ``hosts[0]`` and a worker on ``hosts[1]``, one CPU each; the head's
     address. Every process of the hosts is killed after the test."""
-    from cluster import start_ray
+    from tests.cluster import start_ray
 
     try:
         yield start_ray(hosts)
@@ -71,8 +71,8 @@ def ray_hosts(hosts) -> str:
 def hosts_postgres(hosts):
     """A PostgreSQL server every host reaches (tests/cluster.py ``start_postgres``), or a skip
     that says why."""
-    from cluster import start_postgres
-    from netns import Unavailable
+    from tests.cluster import start_postgres
+    from tests.netns import Unavailable
 
     try:
         return start_postgres(hosts)

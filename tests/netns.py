@@ -56,7 +56,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 PREFIX = "/tmp/cephtune-hosts-"
 # Not passed into a host: a host's environment is what its own login would give.
 _PRIVATE_ENV = re.compile(r"^(RAY_|CEPHTUNE_|MLFLOW_|PG|XDG_|PYTEST_)|^(HOME|TMPDIR|PYTHONPATH)$")

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cluster import search_py, start_mlflow, start_postgres
-from conftest import check_records, tiny_study, trial_runs
-from netns import PREFIX, Hosts, Unavailable, sweep
 from optuna.trial import TrialState
+
+from tests.cluster import search_py, start_mlflow, start_postgres
+from tests.helpers import check_records, tiny_study, trial_runs
+from tests.netns import PREFIX, Hosts, Unavailable, sweep
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def test_each_host_has_its_own_tmp_home_and_cache_and_shares_one_folder(hosts, t
     for host in hosts:
         mine = ["/tmp/mine", "~/mine", f"{host.shared}/{host.name}"]
         host.run(["sh", "-c", "; ".join(f"echo {host.name} > {path}" for path in mine)])
-    cache = f"{sys.executable} -c 'from trainables.cache import resolve_cache_dir as d; print(d())'"
+    cache = f"{sys.executable} -c 'from trainables.data.cache import resolve_cache_dir as d; print(d())'"
     for host in hosts:
         out = host.run(["sh", "-c", f"hostname; cat /tmp/mine ~/mine; ls {host.shared}; "
                         f"test ! -e {tmp_path}; {cache}"]).stdout.split()  # fmt: skip
@@ -239,7 +240,7 @@ def test_a_killed_run_is_swept_by_the_next():
         pytest.skip("making network namespaces needs root")
     code = textwrap.dedent("""\
         import sys, time
-        from netns import Hosts
+        from tests.netns import Hosts
         hosts = Hosts(1)
         hosts[0].popen(["sh", "-c", "exec sleep 300"], log="sleep")
         while not hosts[0].pids():
