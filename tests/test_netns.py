@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.cluster import search_py, start_mlflow, start_postgres
-from tests.helpers import check_records, tiny_study, trial_runs
+from tests.helpers import REPO, check_records, tiny_study, trial_runs
 from tests.netns import PREFIX, Hosts, Unavailable, sweep
 
 pytestmark = pytest.mark.slow
@@ -249,7 +249,7 @@ def test_a_killed_run_is_swept_by_the_next():
         time.sleep(300)
         """)
     run = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=Path(__file__).parent, stdout=subprocess.PIPE,
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
         text=True, start_new_session=True,
     )  # fmt: skip
     try:
