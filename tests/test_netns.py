@@ -29,7 +29,8 @@ def test_each_host_has_its_own_tmp_home_and_cache_and_shares_one_folder(hosts, t
     for host in hosts:
         mine = ["/tmp/mine", "~/mine", f"{host.shared}/{host.name}"]
         host.run(["sh", "-c", "; ".join(f"echo {host.name} > {path}" for path in mine)])
-    cache = f"{sys.executable} -c 'from trainables.data.cache import resolve_cache_dir as d; print(d())'"
+    show = "from trainables.data.cache import resolve_cache_dir as d; print(d())"
+    cache = f"{sys.executable} -c '{show}'"
     for host in hosts:
         out = host.run(["sh", "-c", f"hostname; cat /tmp/mine ~/mine; ls {host.shared}; "
                         f"test ! -e {tmp_path}; {cache}"]).stdout.split()  # fmt: skip
