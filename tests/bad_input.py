@@ -452,3 +452,23 @@ def run_as_process(case: Case, tmp: Path, template: dict, pristine: dict) -> Non
     check_one_line(result.stderr, case)
     assert result.stdout == ""
     check_no_trace(case, template, tmp, project, before)
+
+
+def case_tests(cases: list[Case], as_process: tuple[str, ...] = ()):
+    """The two tests a module of cases runs: every case in this process, and the cases named
+    in ``as_process`` also as a real process. Assign them to ``test_…`` names in the module."""
+
+    @pytest.mark.parametrize("case", params_of(cases))
+    def in_process(case, isolated, bad_input_template, pristine_datasets, request, capsys):
+        if case.ray:
+            request.getfixturevalue("ray_cluster")
+        run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
+
+    chosen = [c for c in cases if c.id in as_process]
+    assert len(chosen) == len(as_process), "a process case names no case"
+
+    @pytest.mark.parametrize("case", params_of(chosen))
+    def real_process(case, isolated, bad_input_template, pristine_datasets):
+        run_as_process(case, isolated, bad_input_template, pristine_datasets)
+
+    return in_process, real_process

@@ -9,19 +9,15 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from search.cli import main
 from tests.bad_input import (
     TAG,
     Case,
     argv,
-    params_of,
+    case_tests,
     predict_text_file,
     predict_unknown_model,
     promote_on,
-    run_as_process,
-    run_in_process,
     train,
     train_corrupt_image,
     truncate,
@@ -133,21 +129,10 @@ CASES: list[Case] = [
 ]
 
 
-@pytest.mark.parametrize("case", params_of(CASES))
-def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
-    case, isolated, bad_input_template, pristine_datasets, request, capsys
-):
-    if case.ray:
-        request.getfixturevalue("ray_cluster")
-    run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
-
-
-SUBPROCESS = ("best-no-finished-trial",)
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
-def test_the_real_process_prints_one_line(case, isolated, bad_input_template, pristine_datasets):
-    run_as_process(case, isolated, bad_input_template, pristine_datasets)
+AS_PROCESS = ("best-no-finished-trial",)
+test_bad_input_is_one_line_exit_2_and_leaves_no_trace, test_the_real_process_prints_one_line = (
+    case_tests(CASES, AS_PROCESS)
+)
 
 
 def test_the_study_without_a_finished_trial_is_otherwise_readable(

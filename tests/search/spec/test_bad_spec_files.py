@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.bad_input import (
     LR,
     TAG,
     Case,
+    case_tests,
     params,
-    params_of,
-    run_as_process,
-    run_in_process,
     space,
     study,
     study_raw,
@@ -255,19 +251,8 @@ CASES: list[Case] = [
 ]
 
 
-@pytest.mark.parametrize("case", params_of(CASES))
-def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
-    case, isolated, bad_input_template, pristine_datasets, request, capsys
-):
-    if case.ray:
-        request.getfixturevalue("ray_cluster")
-    run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
-
-
 # The process cases that start Ray (its notices, Optuna's and MLflow's must not reach stderr).
-SUBPROCESS = ("study-python-tag", "study-more-cpus-than-any-node", "study-storage-unreachable")
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
-def test_the_real_process_prints_one_line(case, isolated, bad_input_template, pristine_datasets):
-    run_as_process(case, isolated, bad_input_template, pristine_datasets)
+AS_PROCESS = ("study-python-tag", "study-more-cpus-than-any-node", "study-storage-unreachable")
+test_bad_input_is_one_line_exit_2_and_leaves_no_trace, test_the_real_process_prints_one_line = (
+    case_tests(CASES, AS_PROCESS)
+)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.bad_input import (
     ANN,
     CSV_NAME,
     Case,
+    case_tests,
     corrupt,
     drop_symbol,
     edit_csv,
     edit_json,
     isbi_lines,
-    params_of,
     pixel_size,
     remove,
     replace_bytes,
-    run_as_process,
-    run_in_process,
     senior,
     set_item,
     study,
@@ -136,18 +132,7 @@ CASES: list[Case] = [
 ]
 
 
-@pytest.mark.parametrize("case", params_of(CASES))
-def test_bad_input_is_one_line_exit_2_and_leaves_no_trace(
-    case, isolated, bad_input_template, pristine_datasets, request, capsys
-):
-    if case.ray:
-        request.getfixturevalue("ray_cluster")
-    run_in_process(case, isolated, bad_input_template, pristine_datasets, capsys)
-
-
-SUBPROCESS = ("data-image-truncated",)
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
-def test_the_real_process_prints_one_line(case, isolated, bad_input_template, pristine_datasets):
-    run_as_process(case, isolated, bad_input_template, pristine_datasets)
+AS_PROCESS = ("data-image-truncated",)
+test_bad_input_is_one_line_exit_2_and_leaves_no_trace, test_the_real_process_prints_one_line = (
+    case_tests(CASES, AS_PROCESS)
+)
