@@ -13,6 +13,7 @@ from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.errors import ConfigError
 from trainables.losses import LOSSES
 from trainables.models import MODELS, get_model
+from trainables.shape import STRIDES, Size, canonical, size_rule
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TRAIN_ON = ("train", "train+valid")
@@ -34,7 +35,6 @@ POSITIVE = frozenset(
         "lr",
         "batch_size",
         "epochs",
-        "image_size",
         "num_threads",
         "aw_epsilon",
         "aw_theta",
@@ -42,8 +42,12 @@ POSITIVE = frozenset(
         "t_mult",
         "hourglass_stacks",
         "sigma",
+        "cpu_memory_gb",
     }
 )
+# Keys whose values are image sizes: an int N (square), [W, H] or "WxH" (``trainables.shape``);
+# their type is ``int | Size``, so that an int range can search them.
+SIZE_KEYS = frozenset({"image_size"})
 NON_NEGATIVE = frozenset(
     {
         "warmup_epochs",
@@ -70,8 +74,10 @@ def value_rule(key: str, value: Any) -> str | None:
         return f"must be > 0, got {value}"
     if key in NON_NEGATIVE and value < 0:
         return f"must be >= 0, got {value}"
-    if key == "image_size" and value % 32:
-        return f"must be a multiple of 32, got {value}"
+    if key in SIZE_KEYS:
+        return size_rule(value)
+    if key == "heatmap_stride" and value not in STRIDES:
+        return f"must be one of {', '.join(map(str, STRIDES))}, got {value}"
     if key in CHOICES and value not in CHOICES[key]:
         return f"must be one of {', '.join(CHOICES[key])}, got {value!r}"
     return None
@@ -97,10 +103,12 @@ class TrainConfig:
     aug_brightness: float = 0.1
     aug_contrast: float = 0.1
     aug_gamma: float = 0.1
+    aug_flip: bool = False  # mirror x with p = 0.5 (the landmarks are midline or bilateral means)
     # model
     model: str = "hrnet"  # hrnet | resnet | unet | hourglass
     backbone: str | None = None  # model-specific variant; None = the model's default
     hourglass_stacks: int = 2
+    heatmap_stride: int = 4  # 4 | 2 | 1: heatmaps at 1/stride of the input (an upsampling head)
     pretrained: bool = False
     pretrained_file: str | None = None  # local ImageNet weights for the backbone
     # loss
@@ -111,7 +119,8 @@ class TrainConfig:
     aw_alpha: float = 2.1
     aw_weight: float = 10.0
     aw_weight_map: bool = True
-    sigma: float | None = None  # heatmap pixels; None = the guides' adaptive sigma
+    sigma: float | None = None  # heatmap pixels at stride 4 (scaled by 4 / heatmap_stride);
+    # None = the guides' adaptive sigma for the input's long side
     # optimisation
     lr: float = 5e-4
     weight_decay: float = 1e-4
@@ -121,10 +130,12 @@ class TrainConfig:
     t0_epochs: int = 10  # cosine warm restarts: first cycle length
     t_mult: int = 2  # cycle length multiplier
     eta_min: float = 1e-6
-    image_size: int = 256
+    image_size: int | Size = 256  # N (square), [W, H] or "WxH": multiples of 32, <= 1024
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
     checkpoint_every: int = 5  # epochs between checkpoints, and the last (0 = never)
     num_threads: int = 1
+    cpu_memory_gb: float | None = None  # address space (GiB) the epochs may add to the built run
+    # (RLIMIT_AS, trainables.memory); None = no cap
     seed: int = 0
 
     @classmethod
@@ -175,6 +186,11 @@ def field_type(name: str) -> str:
 
 def coerce(where: str, key: str, value: Any, type_name: str) -> Any:
     """Check ``value`` against a dataclass field's type annotation; ints pass as floats."""
+    if "Size" in type_name.split("|")[-1]:
+        size = canonical(value)
+        if size is None:
+            raise ConfigError(f"{where}: {key} must be an int, [W, H] or 'WxH', got {value!r}")
+        return size
     optional = type_name.endswith("| None")
     base = type_name.split("|")[0].strip()
     if value is None:

@@ -20,10 +20,10 @@ from trainables.data.augment import augment_config
 from trainables.data.dataset import LandmarkDataset
 from trainables.data.formats import load_split
 from trainables.data.synth import SynthSpec, ensure_dataset
-from trainables.eval import heatmap
 from trainables.models import create_model
 from trainables.precision import Precision
 from trainables.schedule import warmup_cosine_restarts
+from trainables.shape import sigma_for
 
 # Optimiser options that belong to the device a run trains on, not to the checkpoint it resumes.
 DEVICE_OPTIONS = ("fused", "foreach", "capturable")
@@ -157,7 +157,7 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     scheduler = warmup_cosine_restarts(
         optimizer, len(loader), cfg.warmup_epochs, cfg.t0_epochs, cfg.t_mult, cfg.eta_min
     )
-    sigma = cfg.sigma if cfg.sigma is not None else heatmap.adaptive_sigma(cfg.image_size)
+    sigma = sigma_for(cfg.sigma, cfg.image_size, model.stride)
     return Run(
         cfg,
         precision,

@@ -19,7 +19,9 @@ from trainables.eval import heatmap
 from trainables.eval.inference import errors_mm
 from trainables.eval.metrics import summarize
 from trainables.losses import create_loss
+from trainables.memory import OutOfMemory, is_out_of_memory, memory_limit, out_of_memory
 from trainables.run import Run, build
+from trainables.shape import heatmap_dims
 
 # On CUDA the loss is read back (a host-GPU sync) only every NAN_CHECK_EVERY steps: for the
 # finiteness check and for ``on_step``. On CPU reading it costs nothing, so it is every step.
@@ -107,8 +109,8 @@ def train_step(
     backward, optimiser and schedule. Returns the detached loss; reads nothing back to the
     host (the GradScaler finds overflows on the device with the fused AdamW)."""
     model = run.model
-    side = run.cfg.image_size // model.stride
-    target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), side, side, run.sigma)
+    width, height = heatmap_dims(run.cfg.image_size, model.stride)
+    target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), height, width, run.sigma)
     with run.precision.autocast():
         outputs = model(images)
     # Intermediate supervision: a model may return one heatmap per stack.
@@ -142,19 +144,31 @@ def run_training(
     ``should_checkpoint``). ``resume`` is a checkpoint to continue from, from any device or
     precision. ``device`` defaults to CUDA when this process sees a GPU; a Ray trial passes
     the one its resources give it. ``metrics`` also carry the resolved ``precision`` and
-    ``device`` (text).
+    ``device`` (text). Running out of memory (``cpu_memory_gb``, the GPU's or the machine's)
+    raises ``OutOfMemory`` (``oom: …``).
     """
-    run = build(cfg, device)
-    if resume is not None:
-        run.restore(resume)
-    while run.epoch < cfg.epochs:
-        run.epoch += 1
-        metrics = train_epoch(run, on_step)
-        metrics.update(summarize(errors_mm(run.model, run.valid, run.precision, cfg.batch_size)))
-        metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
-        if run.best is None or metrics["mre_mm"] < run.best:
-            run.best = metrics["mre_mm"]
-        report(metrics, run.state)
+    where = "build"
+    try:
+        run = build(cfg, device)
+        if resume is not None:
+            run.restore(resume)
+        # Limited from here: importing torch's and timm's modules while building is no part of
+        # what a configuration costs, and would fail anywhere under a small limit.
+        with memory_limit(cfg.cpu_memory_gb):
+            while run.epoch < cfg.epochs:
+                run.epoch += 1
+                where = f"epoch {run.epoch}"
+                metrics = train_epoch(run, on_step)
+                errors = errors_mm(run.model, run.valid, run.precision, cfg.batch_size)
+                metrics.update(summarize(errors))
+                metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
+                if run.best is None or metrics["mre_mm"] < run.best:
+                    run.best = metrics["mre_mm"]
+                report(metrics, run.state)
+    except (RuntimeError, MemoryError) as err:
+        if isinstance(err, OutOfMemory) or not is_out_of_memory(err):
+            raise
+        raise out_of_memory(err, where) from err
     return run
 
 

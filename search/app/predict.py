@@ -77,7 +77,7 @@ def predict(
     # half-filled output folder behind.
     precision = Precision.resolve("fp32")  # the GPU when there is one; fp32: no autocast
     preds = predict_images(
-        model, paths, int(meta["image_size"]), precision, stride=int(meta["stride"])
+        model, paths, meta["image_size"], precision, stride=int(meta["stride"])
     )
     if preds.shape[1] != len(symbols):
         raise ConfigError(

@@ -25,7 +25,7 @@ from search.records.tracking import Tracking
 from trainables.config import TrainConfig
 from trainables.data.formats import symbols
 from trainables.errors import ConfigError, first_line
-from trainables.eval.heatmap import adaptive_sigma
+from trainables.shape import sigma_for
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
 REQUIRED_METADATA = ("image_size", "symbols", "stride")
@@ -38,7 +38,7 @@ def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
         "dataset_format": cfg.dataset_format,
         "annotator": cfg.annotator,
         "stride": int(model.stride),
-        "sigma": cfg.sigma if cfg.sigma is not None else adaptive_sigma(cfg.image_size),
+        "sigma": sigma_for(cfg.sigma, cfg.image_size, int(model.stride)),
         "config": cfg.to_dict(),
     }
 

@@ -6,7 +6,7 @@ of the step that led to the stop, and never records why a trial failed. Here:
 - a trial that ran to ``max_t`` is COMPLETE with its last value and every intermediate value;
 - a trial stopped earlier is PRUNED (Optuna keeps its last intermediate value as its value), so
   TPE sees it as pruned, not as a finished result;
-- a trial that raised, was killed, or hit a non-finite loss or metric is FAIL with the reason in
+- a trial that raised, ran out of memory, was killed, or hit a non-finite loss or metric is FAIL with the reason in
   the user attribute ``fail_reason``;
 - every Optuna trial carries ``ray_trial_id``.
 
@@ -156,7 +156,7 @@ class StudySearch(OptunaSearch):
         kind = type(cause).__name__
         text = str(cause).strip().splitlines()
         message = text[-1] if text else ""
-        if getattr(cause, "reason", None):  # NonFiniteLoss: "nan_loss: …"
+        if getattr(cause, "reason", None):  # NonFiniteLoss "nan_loss: …", OutOfMemory "oom: …"
             return message[:500]
         return f"error: {kind}: {message}"[:500]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import resource
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from trainables import checkpoint
 from trainables.config import TrainConfig
 from trainables.data.synth import SynthSpec, write_dataset
 from trainables.errors import ConfigError
+from trainables.memory import OutOfMemory
 from trainables.run import build
 from trainables.train import NAN_PATIENCE, NonFiniteLoss, run_training, train_epoch
 
@@ -223,3 +225,22 @@ def test_persistent_non_finite_loss_fails_even_with_loss_scaling(data_dir, tmp_p
     run.epoch = 2
     with pytest.raises(NonFiniteLoss, match=f"nan_loss: .* for {NAN_PATIENCE} steps in a row"):
         train_epoch(run)
+
+
+def test_rectangular_input_at_heatmap_stride_2_with_flips_trains(data_dir, tmp_path):
+    cfg = config(data_dir, tmp_path, image_size=[64, 96], heatmap_stride=2, aug_flip=True)
+    run, seen = collect(cfg)
+    assert run.model.stride == 2
+    assert run.sigma == pytest.approx(1.5 * 96 / 256 * 4 / 2)  # the long side's, per stride
+    assert all(math.isfinite(m["mre_mm"]) and math.isfinite(m["train_loss"]) for m, _ in seen)
+
+
+def test_a_batch_the_cpu_cannot_allocate_is_oom(data_dir, tmp_path):
+    """A real allocation failure: 16 x 512 px through hrnet_w18_small needs far more than the
+    0.25 GB the run may add (``cpu_memory_gb``); the limit is lifted afterwards."""
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    cfg = config(data_dir, tmp_path, image_size=512, batch_size=16, cpu_memory_gb=0.25)
+    with pytest.raises(OutOfMemory, match=r"^oom: epoch 1: .*allocate") as caught:
+        collect(cfg)
+    assert caught.value.reason == "oom"
+    assert resource.getrlimit(resource.RLIMIT_AS) == before

@@ -2,8 +2,8 @@
 
 Coordinates use the pixel-centre convention (pixel ``i`` covers ``[i - 0.5, i + 0.5)``), the same
 as ``trainables.data.letterbox`` and ``trainables.eval.heatmap``, so a landmark keeps its place
-on the anatomy under the warp. There is no horizontal flip: cephalograms face one way and the
-landmark set is not left/right symmetric.
+on the anatomy under the warp. The optional horizontal flip mirrors x only: every landmark is on
+the midline or the mean of a bilateral pair, so no two landmarks swap names under a mirror.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ class AugmentConfig:
     brightness: float = 0.0  # intensity x U(1 - b, 1 + b)
     contrast: float = 0.0  # (x - mean) x U(1 - c, 1 + c) + mean
     gamma: float = 0.0  # x ** exp(U(-g, g)): always a positive exponent
+    flip: bool = False  # mirror x with probability 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"augmentation: {f.name} must be >= 0, got {value}")
         for name in ("scale", "brightness", "contrast"):
@@ -54,24 +57,38 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig | None:
         brightness=cfg.aug_brightness,
         contrast=cfg.aug_contrast,
         gamma=cfg.aug_gamma,
+        flip=cfg.aug_flip,
     )
 
 
-def random_affine(cfg: AugmentConfig, size: int, rng: np.random.Generator) -> np.ndarray:
-    """3x3 matrix mapping input pixels to output pixels: rotate and scale about the centre,
-    then translate."""
+def random_affine(
+    cfg: AugmentConfig, size: int | tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """3x3 matrix mapping input pixels to output pixels of an image ``size`` (N or (W, H)):
+    rotate and scale about the centre, then translate (a fraction of each side), then mirror x
+    when ``cfg.flip`` draws it."""
+    w, h = (size, size) if isinstance(size, int) else size
     angle = math.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
     scale = 1.0 + rng.uniform(-cfg.scale, cfg.scale)
-    shift = rng.uniform(-cfg.translate, cfg.translate, size=2) * size
-    c = (size - 1) / 2.0  # the image centre in pixel-centre coordinates
+    shift = rng.uniform(-cfg.translate, cfg.translate, size=2) * (w, h)
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0  # the image centre in pixel-centre coordinates
     cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
-    return np.array(
+    matrix = np.array(
         [
-            [cos, -sin, c - cos * c + sin * c + shift[0]],
-            [sin, cos, c - sin * c - cos * c + shift[1]],
+            [cos, -sin, cx - cos * cx + sin * cy + shift[0]],
+            [sin, cos, cy - sin * cx - cos * cy + shift[1]],
             [0.0, 0.0, 1.0],
         ]
     )
+    # Drawn last and only when enabled: the other draws keep their stream.
+    if cfg.flip and rng.random() < 0.5:
+        matrix = flip_matrix(w) @ matrix
+    return matrix
+
+
+def flip_matrix(width: int) -> np.ndarray:
+    """Mirror x in pixel-centre coordinates: ``x -> width - 1 - x``."""
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def warp_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -125,7 +142,7 @@ def augment(
     else:
         image = np.asarray(image, dtype=np.float32)
     coords = np.asarray(coords, dtype=np.float64)
-    matrix = random_affine(cfg, image.shape[-1], rng)
+    matrix = random_affine(cfg, (image.shape[-1], image.shape[-2]), rng)
     if not np.array_equal(matrix, np.eye(3)):
         image = np.clip(warp_image(image, matrix), 0.0, 1.0)
         coords = warp_points(coords, matrix)

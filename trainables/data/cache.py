@@ -1,7 +1,7 @@
 """The shared preprocessing cache: every image decoded and letterboxed once per machine.
 
 One entry per (dataset root, format, split, image size, image fingerprint) holds a uint8 array
-``(N, S, S)`` in ``<key>.npy`` (opened with ``mmap_mode="r"``, so trials and DataLoader workers
+``(N, H, W)`` in ``<key>.npy`` (opened with ``mmap_mode="r"``, so trials and DataLoader workers
 share the page cache) and ``<key>.json`` with the ids, image paths and letterbox parameters.
 Landmarks are not cached: they depend on the annotator and are cheap to read.
 
@@ -27,8 +27,9 @@ import numpy as np
 
 from trainables.data.letterbox import Letterbox, load_image
 from trainables.errors import DataError
+from trainables.shape import Size, canonical, dims
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rectangular inputs, sizes named WxH
 SUBDIR = "preprocessed"
 
 
@@ -50,12 +51,13 @@ class ImageCache:
     path: Path
     ids: tuple[str, ...]
     boxes: tuple[Letterbox, ...]
-    image_size: int
+    image_size: Size
 
     def open(self) -> np.ndarray:
-        """The (N, S, S) uint8 array, memory-mapped read-only."""
+        """The (N, H, W) uint8 array, memory-mapped read-only."""
         array = np.load(self.path, mmap_mode="r")
-        if array.shape != (len(self.ids), self.image_size, self.image_size):
+        width, height = dims(self.image_size)
+        if array.shape != (len(self.ids), height, width):
             raise DataError(f"{self.path}: cache array has shape {array.shape}; delete it")
         return array
 
@@ -72,14 +74,15 @@ def fingerprint(images: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def entry_name(root: Path | str, fmt: str, split: str, size: int, fp: str) -> str:
-    key = json.dumps([CACHE_VERSION, str(Path(root).resolve()), fmt, split, size, fp])
-    return f"{fmt}-{split}-{size}px-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
+def entry_name(root: Path | str, fmt: str, split: str, size: Size, fp: str) -> str:
+    shape = "x".join(map(str, dims(size)))
+    key = json.dumps([CACHE_VERSION, str(Path(root).resolve()), fmt, split, shape, fp])
+    return f"{fmt}-{split}-{shape}px-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
 
 
 def image_cache(
     images: Sequence[Path],
-    image_size: int,
+    image_size: Size,
     *,
     root: Path | str,
     fmt: str,
@@ -90,6 +93,7 @@ def image_cache(
     if not images:
         raise DataError(f"{root}: no images to cache for split {split!r}")
     images = [Path(p) for p in images]
+    image_size = canonical(image_size)  # (W, H) and "WxH" name one entry
     fp = fingerprint(images)
     folder = resolve_cache_dir(cache_dir) / SUBDIR
     name = entry_name(root, fmt, split, image_size, fp)
@@ -107,7 +111,7 @@ def image_cache(
     raise AssertionError("unreachable")
 
 
-def _build_locked(folder: Path, name: str, images: list[Path], size: int, fp: str) -> ImageCache:
+def _build_locked(folder: Path, name: str, images: list[Path], size: Size, fp: str) -> ImageCache:
     """Build the entry under its lock unless a concurrent builder finished it first."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ def _build_locked(folder: Path, name: str, images: list[Path], size: int, fp: st
 
 
 def _read_entry(
-    folder: Path, name: str, images: list[Path], size: int, fp: str
+    folder: Path, name: str, images: list[Path], size: Size, fp: str
 ) -> ImageCache | None:
     """The entry if complete and matching ``images``; None means (re)build it."""
     try:
@@ -149,13 +153,13 @@ def _read_entry(
     return ImageCache(folder / f"{name}.npy", tuple(meta["ids"]), boxes, size)
 
 
-def _build(folder: Path, name: str, images: list[Path], size: int, fp: str) -> None:
+def _build(folder: Path, name: str, images: list[Path], size: Size, fp: str) -> None:
     """Decode every image into a temporary array, then publish array and metadata atomically."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy.tmp", dir=folder)
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(images), size, size)
+            tmp, mode="w+", dtype=np.uint8, shape=(len(images), dims(size)[1], dims(size)[0])
         )
         boxes = []
         for i, path in enumerate(images):

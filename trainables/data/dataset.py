@@ -26,7 +26,7 @@ __all__ = ["LandmarkDataset"]
 class LandmarkDataset(torch.utils.data.Dataset):
     """Letterboxed images from the shared cache with landmarks in input pixels.
 
-    ``__getitem__(i)`` returns ``(image (1, S, S) float32 in [0, 1], coords (K, 2) float32 in
+    ``__getitem__(i)`` returns ``(image (1, H, W) float32 in [0, 1], coords (K, 2) float32 in
     input pixels with NaN for missing, i)``. With ``augment`` the sample is warped and jittered
     with a generator seeded by ``(seed, epoch, i)``: call ``set_epoch(epoch)`` before
     ``iter(loader)`` each epoch and the samples are the same for any ``num_workers``. The epoch
@@ -37,7 +37,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         records: Sequence[Record],
-        image_size: int,
+        image_size: int | str,
         *,
         fmt: str,
         root: Path | str,

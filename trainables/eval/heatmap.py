@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import torch
 
+from trainables import shape
 
-def adaptive_sigma(image_size: int) -> float:
-    """The guides' sigma in heatmap pixels: 0.75 at 128 px, 1.5 at 256 px, 3.0 at 512 px."""
-    return 1.5 * image_size / 256.0
+
+def adaptive_sigma(image_size: int | str, stride: int = 4) -> float:
+    """The guides' sigma in heatmap pixels: 0.75 at 128 px, 1.5 at 256 px, 3.0 at 512 px (the
+    input's long side, stride 4; ``trainables.shape.adaptive_sigma``)."""
+    return shape.adaptive_sigma(image_size, stride)
 
 
 def to_heatmap(coords: torch.Tensor, stride: int) -> torch.Tensor:

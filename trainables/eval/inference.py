@@ -3,8 +3,8 @@
 
 A batch of letterboxed images goes through the model (under the run's autocast), its heatmaps
 are decoded in float32 (a bf16 or fp16 heatmap would round the sub-pixel step) and mapped back
-to original-image pixels, image by image. Works with any model that maps a (B, 1, S, S) batch to
-(B, K, S/stride, S/stride) heatmaps: an eager model from ``create_model`` or an exported program
+to original-image pixels, image by image. Works with any model that maps a (B, 1, H, W) batch to
+(B, K, H/stride, W/stride) heatmaps: an eager model from ``create_model`` or an exported program
 loaded from MLflow (pass its ``stride``).
 """
 
@@ -71,7 +71,7 @@ def errors_mm(
 def predict_images(
     model: nn.Module,
     paths: Sequence[Path],
-    image_size: int,
+    image_size: int | str,
     precision: Precision | None = None,
     batch_size: int = 4,
     stride: int | None = None,

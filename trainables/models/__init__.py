@@ -2,7 +2,8 @@
 
 The driver checks a space's ``model`` and ``backbone`` against ``MODELS`` without importing
 torch; ``create_model`` imports the architecture's module on first use. Every model maps a
-(B, 1, S, S) greyscale batch to (B, K, S/4, S/4) heatmaps and has ``stride == 4``. Models with
+(B, 1, H, W) greyscale batch to (B, K, H/s, W/s) heatmaps, ``s = model.stride`` =
+``cfg.heatmap_stride`` (4, 2 or 1: below 4 an upsampling head, ``common.UpsampleHead``). Models with
 intermediate supervision (hourglass) return, in training mode, a list of heatmaps per stack, the
 last being the final prediction.
 """

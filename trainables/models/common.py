@@ -1,4 +1,5 @@
-"""What the landmark models share: timm encoders with optional ImageNet weights, head init."""
+"""What the landmark models share: timm encoders with optional ImageNet weights, head init, and
+the heatmap layer at the configured stride (``heatmap_layer``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 from trainables.errors import ConfigError, first_line
@@ -110,3 +112,68 @@ def init_weights(module: nn.Module, *heatmap_convs: nn.Conv2d) -> None:
     for conv in heatmap_convs:
         nn.init.normal_(conv.weight, std=0.001)
         nn.init.zeros_(conv.bias)
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UpsampleHead(nn.Module):
+    """Stride-4 features to heatmaps at stride 2 or 1 (``heatmap_stride``).
+
+    Each x2 step is a pixel shuffle (a 3x3 conv to 4 x ``width`` channels, rearranged to twice
+    the resolution) whose output is concatenated with a skip at the new stride, then a 3x3 conv
+    + BN + ReLU; a 1x1 conv gives the K heatmaps. The skips are the shallowest features there
+    are: a 3x3 conv of the input image itself at stride 2 (and 1), so that the fine maps see
+    the edges that the stride-4 features have averaged away.
+    """
+
+    def __init__(self, cin: int, num_landmarks: int, stride: int, width: int = 32) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"UpsampleHead is for strides 2 and 1, got {stride}")
+        steps = {2: (2,), 1: (2, 1)}[stride]  # the stride after each x2 step
+        self.ups = nn.ModuleList()
+        self.skips = nn.ModuleList()
+        self.fuse = nn.ModuleList()
+        c = cin
+        for to in steps:
+            self.ups.append(
+                nn.Sequential(nn.Conv2d(c, 4 * width, 3, padding=1), nn.PixelShuffle(2))
+            )
+            self.skips.append(_conv_bn_relu(1, width, stride=to))
+            self.fuse.append(_conv_bn_relu(2 * width, width))
+            c = width
+        self.out = nn.Conv2d(width, num_landmarks, kernel_size=1)
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        x = features
+        for up, skip, fuse in zip(self.ups, self.skips, self.fuse, strict=True):
+            x = up(x)
+            s = skip(image)
+            x = fuse(torch.cat([x, s[..., : x.shape[-2], : x.shape[-1]]], dim=1))
+        return self.out(x)
+
+
+def heatmap_layer(cin: int, num_landmarks: int, stride: int) -> nn.Module:
+    """The layer that turns a model's stride-4 features into heatmaps at ``stride``: a 1x1 conv
+    at stride 4 (as before strides were offered), an ``UpsampleHead`` at 2 or 1."""
+    if stride == 4:
+        return nn.Conv2d(cin, num_landmarks, kernel_size=1)
+    if stride in (1, 2):
+        return UpsampleHead(cin, num_landmarks, stride)
+    raise ConfigError(f"heatmap_stride must be one of 4, 2, 1, got {stride!r}")
+
+
+def to_heatmaps(layer: nn.Module, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Apply a ``heatmap_layer`` (an ``UpsampleHead`` also takes the input image)."""
+    return layer(features, image) if isinstance(layer, UpsampleHead) else layer(features)
+
+
+def last_conv(layer: nn.Module) -> nn.Conv2d:
+    """The conv of a ``heatmap_layer`` that outputs the heatmaps (initialised near zero)."""
+    return layer.out if isinstance(layer, UpsampleHead) else layer

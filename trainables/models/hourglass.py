@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.errors import ConfigError
-from trainables.models.common import init_weights
+from trainables.models.common import heatmap_layer, init_weights, last_conv, to_heatmaps
 
 # Newell et al. pool four times below stride 4 (to stride 64); three keeps the coarsest level at
 # stride 32 like the timm encoders, so every image_size that is a multiple of 32 halves exactly.
@@ -61,7 +61,7 @@ class Hourglass(nn.Module):
 class Stack(nn.Module):
     """One hourglass, its features and heatmaps; ``remap`` feeds both into the next stack."""
 
-    def __init__(self, channels: int, num_landmarks: int, last: bool) -> None:
+    def __init__(self, channels: int, num_landmarks: int, last: bool, stride: int = 4) -> None:
         super().__init__()
         self.hourglass = Hourglass(DEPTH, channels)
         self.features = nn.Sequential(
@@ -70,14 +70,16 @@ class Stack(nn.Module):
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
         )
-        self.heatmaps = nn.Conv2d(channels, num_landmarks, kernel_size=1)
+        # Only the last stack's heatmaps are at the configured stride: the others feed back
+        # into the next stack at stride 4.
+        self.heatmaps = heatmap_layer(channels, num_landmarks, stride if last else 4)
         # The last stack has nothing to feed; unused layers would get no gradient.
         self.remap_features = None if last else nn.Conv2d(channels, channels, kernel_size=1)
         self.remap_heatmaps = None if last else nn.Conv2d(num_landmarks, channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(self.hourglass(x))
-        heatmaps = self.heatmaps(features)
+        heatmaps = to_heatmaps(self.heatmaps, features, image)
         if self.remap_features is not None:
             x = x + self.remap_features(features) + self.remap_heatmaps(heatmaps)
         return x, heatmaps
@@ -87,13 +89,15 @@ class StackedHourglass(nn.Module):
     """Stem to stride 4, then ``stacks`` hourglasses.
 
     In training mode ``forward`` returns every stack's heatmaps (the last is the final
-    prediction) for intermediate supervision; in eval mode only the final heatmaps.
+    prediction) for intermediate supervision; in eval mode only the final heatmaps. At a
+    ``stride`` below 4 the earlier stacks' heatmaps are upsampled (bilinear) to the final size.
     """
 
-    stride = 4
-
-    def __init__(self, num_landmarks: int, stacks: int = 2, channels: int = CHANNELS) -> None:
+    def __init__(
+        self, num_landmarks: int, stacks: int = 2, channels: int = CHANNELS, stride: int = 4
+    ) -> None:
         super().__init__()
+        self.stride = stride
         self.stem = nn.Sequential(
             nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(64),
@@ -104,18 +108,25 @@ class StackedHourglass(nn.Module):
             Residual(128, channels),
         )
         self.stacks = nn.ModuleList(
-            Stack(channels, num_landmarks, last=i == stacks - 1) for i in range(stacks)
+            Stack(channels, num_landmarks, last=i == stacks - 1, stride=stride)
+            for i in range(stacks)
         )
         # Nothing is pretrained, so the whole network gets the head initialisation.
-        init_weights(self, *(stack.heatmaps for stack in self.stacks))
+        init_weights(self, *(last_conv(stack.heatmaps) for stack in self.stacks))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        x = self.stem(x)
+    def forward(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        x = self.stem(image)
         outputs = []
         for stack in self.stacks:
-            x, heatmaps = stack(x)
+            x, heatmaps = stack(x, image)
             outputs.append(heatmaps)
-        return outputs if self.training else outputs[-1]
+        if not self.training:
+            return outputs[-1]
+        size = outputs[-1].shape[-2:]
+        return [
+            out if out.shape[-2:] == size else F.interpolate(out, size=size, mode="bilinear")
+            for out in outputs
+        ]
 
 
 def build(cfg: Any, num_landmarks: int) -> StackedHourglass:
@@ -130,4 +141,4 @@ def build(cfg: Any, num_landmarks: int) -> StackedHourglass:
     stacks = cfg.hourglass_stacks
     if isinstance(stacks, bool) or not isinstance(stacks, int) or stacks < 1:
         raise ConfigError(f"hourglass_stacks must be an integer >= 1, got {stacks!r}")
-    return StackedHourglass(num_landmarks, stacks)
+    return StackedHourglass(num_landmarks, stacks, stride=cfg.heatmap_stride)

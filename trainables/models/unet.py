@@ -10,7 +10,13 @@ from torch import nn
 
 from trainables.errors import ConfigError
 from trainables.models import MODELS
-from trainables.models.common import init_weights, timm_encoder
+from trainables.models.common import (
+    heatmap_layer,
+    init_weights,
+    last_conv,
+    timm_encoder,
+    to_heatmaps,
+)
 
 ENTRY = MODELS["unet"]
 STRIDES = (4, 8, 16, 32)
@@ -38,12 +44,12 @@ class UpBlock(nn.Module):
 
 
 class UNetLandmarks(nn.Module):
-    """Encoder features at strides 4/8/16/32; decoder ends at stride 4 with a 1x1 conv to K."""
+    """Encoder features at strides 4/8/16/32; decoder ends at stride 4 with a 1x1 conv to K (or
+    an upsampling head to stride 2 or 1)."""
 
-    stride = 4
-
-    def __init__(self, encoder: nn.Module, num_landmarks: int, name: str) -> None:
+    def __init__(self, encoder: nn.Module, num_landmarks: int, name: str, stride: int = 4) -> None:
         super().__init__()
+        self.stride = stride
         self.backbone = encoder
         reductions = encoder.feature_info.reduction()
         channels = encoder.feature_info.channels()
@@ -59,16 +65,16 @@ class UNetLandmarks(nn.Module):
         c4, c8, c16, c32 = (channels[i] for i in self.indices)
         d16, d8, d4 = DECODER_CHANNELS
         self.up = nn.ModuleList([UpBlock(c32, c16, d16), UpBlock(d16, c8, d8), UpBlock(d8, c4, d4)])
-        self.heatmaps = nn.Conv2d(d4, num_landmarks, kernel_size=1)
+        self.heatmaps = heatmap_layer(d4, num_landmarks, stride)
         decoder = nn.ModuleList([self.up, self.heatmaps])
-        init_weights(decoder, self.heatmaps)
+        init_weights(decoder, last_conv(self.heatmaps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
-        s4, s8, s16, x = (feats[i] for i in self.indices)
+        s4, s8, s16, y = (feats[i] for i in self.indices)
         for block, skip in zip(self.up, (s16, s8, s4), strict=True):
-            x = block(x, skip)
-        return self.heatmaps(x)
+            y = block(y, skip)
+        return to_heatmaps(self.heatmaps, y, x)
 
 
 def build(cfg: Any, num_landmarks: int) -> UNetLandmarks:
@@ -76,4 +82,4 @@ def build(cfg: Any, num_landmarks: int) -> UNetLandmarks:
     ``ENTRY.default``)."""
     name = ENTRY.default if cfg.backbone is None else cfg.backbone
     encoder = timm_encoder("unet", name, cfg, ENTRY.backbones, open_ended=True)
-    return UNetLandmarks(encoder, num_landmarks, name)
+    return UNetLandmarks(encoder, num_landmarks, name, cfg.heatmap_stride)

@@ -115,6 +115,37 @@ def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project,
         assert run.data.tags["cephtune.fail_reason"] == trial.user_attrs["fail_reason"]
 
 
+# The first trial's batch (16 x 512 px on hrnet_w18_small: a stride-4 feature map alone is
+# 16 x 270 x 128 x 128 floats, 280 MB) cannot be allocated within the 0.25 GB its process may
+# add (cpu_memory_gb, RLIMIT_AS): a real allocation failure of the CPU allocator.
+OOM_SPACE = """\
+params:
+  image_size: {type: categorical, choices: [64, 512]}
+  batch_size: {type: categorical, choices: [4, 16]}
+fixed:
+  backbone: hrnet_w18_small
+  warmup_epochs: 0
+  cpu_memory_gb: 0.25
+warm_start:
+  - {image_size: 512, batch_size: 16}
+  - {image_size: 64, batch_size: 4}
+"""
+
+
+def test_a_trial_out_of_memory_fails_as_oom_and_the_study_goes_on(project, ray_cluster):
+    study_file = study_files(project, "oom", num_samples=2, max_epochs=1, space=OOM_SPACE)
+    assert main(["start", str(study_file)]) == 0
+    study = optuna_study(project, "oom")
+    big, small = study.trials
+    assert big.params == {"image_size": 512, "batch_size": 16}
+    assert big.state == TrialState.FAIL
+    assert big.user_attrs["fail_reason"].startswith("oom: ")
+    assert "allocate" in big.user_attrs["fail_reason"]
+    assert small.state == TrialState.COMPLETE
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "oom")}
+    assert runs[str(big.number)].data.tags["cephtune.fail_reason"] == big.user_attrs["fail_reason"]
+
+
 def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, capsys):
     study_file = study_files(project, "gpu", num_samples=1, max_epochs=1)
     study_file.write_text(study_file.read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.25}"))

@@ -248,6 +248,36 @@ CASES: list[Case] = [
         space(params("image_size: {type: int, low: 64, high: 128, step: 16}")),
         ("space.yaml", "params.image_size can sample 80", "must be a multiple of 32"),
     ),
+    Case(
+        "space-image-size-over-1024",
+        space(params("image_size: {type: categorical, choices: [512, 1056]}")),
+        ("space.yaml", "params.image_size.choices", "must be at most 1024 px a side, got 1056"),
+    ),
+    Case(
+        "space-image-size-rectangle-off-the-32-grid",
+        space(params(LR, fixed="{image_size: [512, 600]}")),
+        ("space.yaml", "fixed.image_size must be a multiple of 32, got 512x600"),
+    ),
+    Case(
+        "space-image-size-not-a-size",
+        space(params("image_size: {type: categorical, choices: [256, big]}")),
+        ("space.yaml", "params.image_size.choices must be an int, [W, H] or 'WxH', got 'big'"),
+    ),
+    Case(
+        "space-heatmap-stride-3",
+        space(params("heatmap_stride: {type: categorical, choices: [4, 3]}")),
+        ("space.yaml", "params.heatmap_stride.choices", "must be one of 4, 2, 1, got 3"),
+    ),
+    Case(
+        "space-aug-flip-not-a-bool",
+        space(params(LR, fixed="{aug_flip: sometimes}")),
+        ("space.yaml", "aug_flip must be a bool, got 'sometimes'"),
+    ),
+    Case(
+        "space-cpu-memory-zero",
+        space(params(LR, fixed="{cpu_memory_gb: 0}")),
+        ("space.yaml", "fixed.cpu_memory_gb must be > 0, got 0.0"),
+    ),
 ]
 
 

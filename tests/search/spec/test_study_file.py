@@ -50,7 +50,7 @@ SPACE_CASES = [
     ("params: {}\n", "params must name at least one parameter"),
     (
         "params:\n  lr: {type: float, low: 1.0e-4, high: 5.0e-4}\nfixed: {image_size: big}\n",
-        "fixed.image_size must be a int",
+        "fixed.image_size must be an int, [W, H] or 'WxH', got 'big'",
     ),
 ]
 

@@ -10,6 +10,7 @@ from trainables.data.augment import (
     AugmentConfig,
     augment,
     augment_config,
+    flip_matrix,
     random_affine,
     warp_image,
 )
@@ -117,3 +118,37 @@ def test_config_from_trainable_settings_and_validation():
         AugmentConfig(rotation_deg=-1)
     with pytest.raises(ConfigError, match="scale must be < 1"):
         AugmentConfig(scale=1.0)
+
+
+def test_flip_mirrors_x_only_and_about_half_the_time():
+    """``aug_flip``: the blob and its landmark mirror together (x -> W - 1 - x, y kept); the
+    landmark keeps its index, since every landmark is midline or a bilateral mean."""
+    cfg = AugmentConfig(flip=True)
+    point = np.array([[12.3, 40.6]])
+    flipped = 0
+    for seed in range(40):
+        image, coords = augment(blob(point[0]), point, cfg, np.random.default_rng(seed))
+        if coords[0, 0] != pytest.approx(point[0, 0], abs=1e-4):
+            flipped += 1
+            np.testing.assert_allclose(coords[0], [SIZE - 1 - point[0, 0], point[0, 1]], atol=1e-4)
+        assert np.linalg.norm(centroid(image) - coords[0]) < 0.5
+    assert 10 <= flipped <= 30
+
+
+def test_flip_is_off_unless_asked_and_leaves_the_other_draws_alone():
+    assert augment_config(TrainConfig()).flip is False
+    assert augment_config(TrainConfig(aug_flip=True)).flip is True
+    plain = AugmentConfig(rotation_deg=20, scale=0.1)
+    both = AugmentConfig(rotation_deg=20, scale=0.1, flip=True)
+    for seed in range(6):
+        a = random_affine(plain, SIZE, np.random.default_rng(seed))
+        b = random_affine(both, SIZE, np.random.default_rng(seed))
+        # Either the same warp, or the same warp mirrored.
+        assert np.allclose(a, b) or np.allclose(flip_matrix(SIZE) @ a, b)
+
+
+def test_rectangular_warp_rotates_about_its_own_centre():
+    cfg = AugmentConfig(rotation_deg=30, scale=0.2)
+    matrix = random_affine(cfg, (48, 80), np.random.default_rng(1))
+    centre = [(48 - 1) / 2, (80 - 1) / 2, 1]
+    np.testing.assert_allclose(matrix @ centre, centre, atol=1e-9)

@@ -216,3 +216,28 @@ def test_same_samples_with_and_without_persistent_workers(synth, tmp_path):
     assert not torch.equal(single[0], single[2])  # epoch 1 draws differ from epoch 0
     for x, y in zip(single, multi, strict=True):
         torch.testing.assert_close(x, y, equal_nan=True)
+
+
+@pytest.mark.parametrize("size", [[32, 64], "64x32"])
+def test_rectangular_inputs_letterbox_only_as_needed(synth, tmp_path, size):
+    """A portrait 64 x 80 image in a 32 x 64 input: scaled by 0.5, padded only vertically (the
+    input's aspect is not the image's); landscape 64 x 32 pads only horizontally. Landmarks map
+    back to original pixels."""
+    data = make_dataset_sized(synth, tmp_path / "cache", size)
+    image, coords, _ = data[0]
+    width, height = (32, 64) if size == [32, 64] else (64, 32)
+    assert image.shape == (1, height, width)
+    box = data.boxes[0]
+    assert box == Letterbox.fit(64, 80, (width, height))
+    assert (box.pad_x == 0) != (box.pad_y == 0) or box.pad_x == box.pad_y == 0
+    np.testing.assert_allclose(
+        data.to_original(0, coords.numpy()), data.records[0].landmarks, atol=1e-3
+    )
+    rows = image[0].sum(dim=1)
+    if box.pad_y:
+        assert rows[: box.pad_y].sum() == 0 and rows[box.pad_y : height - box.pad_y].min() > 0
+
+
+def make_dataset_sized(root: Path, cache: Path, size) -> LandmarkDataset:
+    records = load_split(root, "train", "mean")
+    return LandmarkDataset(records, size, fmt="aariz", root=root, split="train", cache_dir=cache)

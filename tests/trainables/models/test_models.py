@@ -77,6 +77,30 @@ def test_other_backbones(model, backbone):
     assert out.shape == (1, K, 16, 16)
 
 
+SMALL = {"hrnet": "hrnet_w18_small", "resnet": "resnet18", "unet": "resnet18", "hourglass": None}
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_offers_heatmap_strides_2_and_1_on_rectangles(model, stride):
+    """A portrait 64 x 96 input gives (96 / s) x (64 / s) heatmaps that train: every parameter,
+    the upsampling head's included, gets a finite gradient."""
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_dict(
+        {"model": model, "backbone": SMALL[model], "heatmap_stride": stride, "image_size": [64, 96]}
+    )
+    net = create_model(cfg, K).train()
+    assert net.stride == stride
+    outs = as_list(net(torch.rand(2, 1, 96, 64)))
+    h, w = 96 // stride, 64 // stride
+    target = heatmap.encode(torch.rand(2, K, 2) * (w - 1), h, w, 1.0)
+    for out in outs:
+        assert out.shape == (2, K, h, w)
+    sum(create_loss(TrainConfig())(out, target) for out in outs).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
 def test_unknown_model_lists_known_names():
     with pytest.raises(ConfigError, match="known: hourglass, hrnet, resnet, unet"):
         create_model(TrainConfig(model="vit"), K)
