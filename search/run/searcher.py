@@ -6,8 +6,8 @@ of the step that led to the stop, and never records why a trial failed. Here:
 - a trial that ran to ``max_t`` is COMPLETE with its last value and every intermediate value;
 - a trial stopped earlier is PRUNED (Optuna keeps its last intermediate value as its value), so
   TPE sees it as pruned, not as a finished result;
-- a trial that raised, ran out of memory, was killed, or hit a non-finite loss or metric is FAIL with the reason in
-  the user attribute ``fail_reason``;
+- a trial that raised, ran out of memory, was killed, or hit a non-finite loss or metric is FAIL
+  with the reason in the user attribute ``fail_reason``;
 - every Optuna trial carries ``ray_trial_id``.
 
 Ray calls the searcher from the driver only, so the storage has one writer.
