@@ -13,6 +13,7 @@ from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.errors import ConfigError
 from trainables.losses import LOSSES
 from trainables.models import MODELS, get_model
+from trainables.progressive import Stages, canonical_stages, stages_rule
 from trainables.shape import STRIDES, Size, canonical, size_rule
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -76,6 +77,8 @@ def value_rule(key: str, value: Any) -> str | None:
         return f"must be >= 0, got {value}"
     if key in SIZE_KEYS:
         return size_rule(value)
+    if key == "progressive_stages":
+        return stages_rule(value)
     if key == "heatmap_stride" and value not in STRIDES:
         return f"must be one of {', '.join(map(str, STRIDES))}, got {value}"
     if key in CHOICES and value not in CHOICES[key]:
@@ -131,6 +134,8 @@ class TrainConfig:
     t_mult: int = 2  # cycle length multiplier
     eta_min: float = 1e-6
     image_size: int | Size = 256  # N (square), [W, H] or "WxH": multiples of 32, <= 1024
+    progressive_stages: Stages | None = None  # [[epochs, size], ...] or "E@S,E@S": lower
+    # input sizes first, then image_size (trainables.progressive)
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
     checkpoint_every: int = 5  # epochs between checkpoints, and the last (0 = never)
     num_threads: int = 1
@@ -191,6 +196,13 @@ def coerce(where: str, key: str, value: Any, type_name: str) -> Any:
         if size is None:
             raise ConfigError(f"{where}: {key} must be an int, [W, H] or 'WxH', got {value!r}")
         return size
+    if type_name.startswith("Stages"):
+        stages = None if value is None else canonical_stages(value)
+        if value is not None and stages is None:
+            raise ConfigError(
+                f"{where}: {key} must be [[epochs, size], ...] or 'E@SIZE,E@SIZE', got {value!r}"
+            )
+        return stages or None
     optional = type_name.endswith("| None")
     base = type_name.split("|")[0].strip()
     if value is None:

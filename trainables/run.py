@@ -22,8 +22,9 @@ from trainables.data.formats import load_split
 from trainables.data.synth import SynthSpec, ensure_dataset
 from trainables.models import create_model
 from trainables.precision import Precision
+from trainables.progressive import size_at
 from trainables.schedule import warmup_cosine_restarts
-from trainables.shape import sigma_for
+from trainables.shape import Size, sigma_for
 
 # Optimiser options that belong to the device a run trains on, not to the checkpoint it resumes.
 DEVICE_OPTIONS = ("fused", "foreach", "capturable")
@@ -50,6 +51,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     sigma: float
+    size: Size  # the input size of the current epoch (progressive_stages, then image_size)
     epoch: int = 0
     best: float | None = None
     nonfinite_streak: int = 0  # consecutive non-finite step losses, carried across epochs
@@ -84,6 +86,18 @@ class Run:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state["epoch"], state["best"]
 
+    def resize(self, size: Size) -> None:
+        """Train and validate at ``size`` from now on (a progressive stage's size): the data and
+        loader at that size, sigma for it; the model, optimiser and schedule carry over."""
+        if size == self.size:
+            return
+        cuda = self.precision.device.type == "cuda"
+        self.train = dataset_for(self.cfg, self.cfg.train_on, self.cfg.augment, size)
+        self.valid = dataset_for(self.cfg, "valid", False, size)
+        self.loader = make_loader(self.cfg, self.train, self.shuffle, cuda)
+        self.sigma = sigma_for(self.cfg.sigma, size, self.model.stride)
+        self.size = size
+
 
 def device_options(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """An optimiser state with this run's device options: ``load_state_dict`` would take the
@@ -102,8 +116,11 @@ def ensure_data(cfg: TrainConfig) -> None:
         ensure_dataset(SynthSpec.from_key(cfg.synthetic), Path(cfg.data_dir))
 
 
-def dataset_for(cfg: TrainConfig, split: str, augment: bool) -> LandmarkDataset:
-    """One split of the configured dataset, through the shared preprocessing cache.
+def dataset_for(
+    cfg: TrainConfig, split: str, augment: bool, size: Size | None = None
+) -> LandmarkDataset:
+    """One split of the configured dataset at ``size`` (default ``cfg.image_size``), through
+    the shared preprocessing cache.
 
     ``split`` may join splits with ``+`` (``train+valid`` for a final model, ``train_on``).
     """
@@ -115,7 +132,7 @@ def dataset_for(cfg: TrainConfig, split: str, augment: bool) -> LandmarkDataset:
     ]
     return LandmarkDataset(
         records,
-        cfg.image_size,
+        cfg.image_size if size is None else size,
         fmt=cfg.dataset_format,
         root=cfg.data_dir,
         split=split,
@@ -132,23 +149,11 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     torch.set_num_threads(cfg.num_threads)
     precision = Precision.resolve(cfg.precision, device)
     cuda = precision.device.type == "cuda"
-    train = dataset_for(cfg, cfg.train_on, augment=cfg.augment)
-    valid = dataset_for(cfg, "valid", augment=False)
+    size = size_at(cfg.progressive_stages, cfg.image_size, 1)
+    train = dataset_for(cfg, cfg.train_on, augment=cfg.augment, size=size)
+    valid = dataset_for(cfg, "valid", augment=False, size=size)
     shuffle = torch.Generator()
-    workers = cfg.workers(cuda=cuda)
-    # The sampler owns the shuffle stream (re-seeded every epoch). The loader draws its workers'
-    # base seed from its own generator when it creates an iterator: once, with persistent
-    # workers, so from the shuffle stream a run resumed at epoch k would shuffle differently.
-    loader = torch.utils.data.DataLoader(
-        train,
-        batch_size=cfg.batch_size,
-        sampler=torch.utils.data.RandomSampler(train, generator=shuffle),
-        generator=torch.Generator().manual_seed(cfg.seed),
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=cuda,
-        drop_last=len(train) > cfg.batch_size,
-    )
+    loader = make_loader(cfg, train, shuffle, cuda)
     model = precision.prepare(create_model(cfg, train.num_landmarks))
     # Fused on CUDA: one kernel, and GradScaler.step then needs no host sync to find infs.
     optimizer = torch.optim.AdamW(
@@ -157,7 +162,7 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     scheduler = warmup_cosine_restarts(
         optimizer, len(loader), cfg.warmup_epochs, cfg.t0_epochs, cfg.t_mult, cfg.eta_min
     )
-    sigma = sigma_for(cfg.sigma, cfg.image_size, model.stride)
+    sigma = sigma_for(cfg.sigma, size, model.stride)
     return Run(
         cfg,
         precision,
@@ -170,4 +175,25 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
         scheduler,
         precision.scaler(),
         sigma,
+        size,
+    )
+
+
+def make_loader(
+    cfg: TrainConfig, train: LandmarkDataset, shuffle: torch.Generator, cuda: bool
+) -> torch.utils.data.DataLoader:
+    """The train loader. The sampler owns the shuffle stream (re-seeded every epoch). The loader
+    draws its workers' base seed from its own generator when it creates an iterator: once, with
+    persistent workers, so from the shuffle stream a run resumed at epoch k would shuffle
+    differently."""
+    workers = cfg.workers(cuda=cuda)
+    return torch.utils.data.DataLoader(
+        train,
+        batch_size=cfg.batch_size,
+        sampler=torch.utils.data.RandomSampler(train, generator=shuffle),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=cuda,
+        drop_last=len(train) > cfg.batch_size,
     )

@@ -20,8 +20,9 @@ from trainables.eval.inference import errors_mm
 from trainables.eval.metrics import summarize
 from trainables.losses import create_loss
 from trainables.memory import OutOfMemory, is_out_of_memory, memory_limit, out_of_memory
+from trainables.progressive import size_at
 from trainables.run import Run, build
-from trainables.shape import heatmap_dims
+from trainables.shape import heatmap_dims, long_side
 
 # On CUDA the loss is read back (a host-GPU sync) only every NAN_CHECK_EVERY steps: for the
 # finiteness check and for ``on_step``. On CPU reading it costs nothing, so it is every step.
@@ -109,7 +110,7 @@ def train_step(
     backward, optimiser and schedule. Returns the detached loss; reads nothing back to the
     host (the GradScaler finds overflows on the device with the fused AdamW)."""
     model = run.model
-    width, height = heatmap_dims(run.cfg.image_size, model.stride)
+    width, height = heatmap_dims(run.size, model.stride)
     target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), height, width, run.sigma)
     with run.precision.autocast():
         outputs = model(images)
@@ -158,10 +159,12 @@ def run_training(
             while run.epoch < cfg.epochs:
                 run.epoch += 1
                 where = f"epoch {run.epoch}"
+                run.resize(size_at(cfg.progressive_stages, cfg.image_size, run.epoch))
                 metrics = train_epoch(run, on_step)
                 errors = errors_mm(run.model, run.valid, run.precision, cfg.batch_size)
                 metrics.update(summarize(errors))
                 metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
+                metrics["input_px"] = float(long_side(run.size))
                 if run.best is None or metrics["mre_mm"] < run.best:
                     run.best = metrics["mre_mm"]
                 report(metrics, run.state)

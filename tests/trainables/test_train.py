@@ -244,3 +244,44 @@ def test_a_batch_the_cpu_cannot_allocate_is_oom(data_dir, tmp_path):
         collect(cfg)
     assert caught.value.reason == "oom"
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def test_progressive_stages_train_at_lower_sizes_first_and_carry_the_weights(data_dir, tmp_path):
+    """Stages "1@32,1@64x32" then image_size 64: each epoch at its stage's input size (reported
+    as input_px), sigma following it, the model and optimiser carried over; a resume from the
+    first epoch's checkpoint continues at the later sizes."""
+    cfg = config(data_dir, tmp_path, epochs=3, progressive_stages=[[1, 32], [1, "64x32"]])
+    assert cfg.progressive_stages == "1@32,1@64x32"
+    sizes = []
+
+    def report(metrics, state):
+        saved = state()
+        # The state holds the live tensors: keep what this epoch's one says now.
+        sizes.append((metrics["input_px"], float(saved["optimizer"]["state"][0]["step"])))
+        checkpoint.save(tmp_path / f"epoch{metrics['epoch']}.pt", saved)
+        assert math.isfinite(metrics["mre_mm"])
+
+    run = run_training(cfg, report)
+    assert [px for px, _ in sizes] == [32.0, 64.0, 64.0]
+    assert run.size == 64 and run.sigma == pytest.approx(1.5 * 64 / 256)
+    # The optimiser (and so the weights it steps) carried over: its step count kept counting.
+    steps = [step for _, step in sizes]
+    assert steps == [steps[0], 2 * steps[0], 3 * steps[0]] and steps[0] > 0
+    resumed = []
+    resume = checkpoint.load(tmp_path / "epoch1.pt")
+    run_training(cfg, lambda m, state: resumed.append(m["input_px"]), resume=resume)
+    assert resumed == [64.0, 64.0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2@256,x@512", "progressive_stages must be \\[\\[epochs, size\\], ...\\]"),
+        ([[0, 256]], "progressive_stages must give every stage >= 1 epochs, got 0@256"),
+        ("2@250", "stage 2@250: size must be a multiple of 32"),
+        ([[2, 2048]], "size must be at most 1024 px a side"),
+    ],
+)
+def test_bad_progressive_stages_are_config_errors(value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({"progressive_stages": value})

@@ -274,6 +274,20 @@ CASES: list[Case] = [
         ("space.yaml", "aug_flip must be a bool, got 'sometimes'"),
     ),
     Case(
+        "space-progressive-stage-off-the-32-grid",
+        space(params('progressive_stages: {type: categorical, choices: [null, "2@128,2@200"]}')),
+        (
+            "space.yaml",
+            "params.progressive_stages.choices",
+            "stage 2@200: size must be a multiple of 32, got 200",
+        ),
+    ),
+    Case(
+        "space-progressive-stages-not-stages",
+        space(params(LR, fixed="{progressive_stages: [256, 512]}")),
+        ("space.yaml", "fixed.progressive_stages must be [[epochs, size], ...] or 'E@SIZE,E@SIZE'"),
+    ),
+    Case(
         "space-cpu-memory-zero",
         space(params(LR, fixed="{cpu_memory_gb: 0}")),
         ("space.yaml", "fixed.cpu_memory_gb must be > 0, got 0.0"),
