@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on", default="train", choices=TRAIN_ON)
     p.add_argument("--seed", type=at_least(0))
     p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
+    p.add_argument("--tta", action="store_true", help="test with test-time augmentation")
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.set_defaults(func=commands.promote)
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--pixel-size", type=float, metavar="MM")
     p.add_argument("--overlay", action="store_true", help="also write a PNG per image")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (scales, shifts)")
     p.set_defaults(func=commands.predict)
 
     p = sub.add_parser("report", help="an HTML report of a study")

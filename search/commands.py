@@ -137,6 +137,7 @@ def promote(args: argparse.Namespace) -> None:
         args.train_on,
         args.seed,
         args.resume,
+        args.tta,
     )
     print(f"Promoted trial #{done['trial']} of {args.name!r}: {done['best_yaml']}")
     print(
@@ -153,7 +154,9 @@ def predict(args: argparse.Namespace) -> None:
     from search.records.tracking import Tracking
 
     tracking = Tracking(Layout.here())
-    written = predict(tracking, args.model, args.inputs, args.out, args.pixel_size, args.overlay)
+    written = predict(
+        tracking, args.model, args.inputs, args.out, args.pixel_size, args.overlay, args.tta
+    )
     print(f"wrote {len(written)} predictions to {args.out}")
 
 

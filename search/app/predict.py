@@ -19,6 +19,7 @@ from trainables.errors import ConfigError, DataError
 from trainables.eval.inference import predict_images
 from trainables.eval.overlay import draw_overlay
 from trainables.eval.predictions import write_prediction
+from trainables.eval.tta import TTA
 from trainables.precision import Precision
 
 
@@ -54,6 +55,14 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
     return list(unique.values())
 
 
+def tta_for(meta: dict, enabled: bool) -> TTA | None:
+    """The test-time augmentation for a registered model: mirrored only if it was trained with
+    ``aug_flip`` (its config in the metadata says)."""
+    if not enabled:
+        return None
+    return TTA(flip=bool((meta.get("config") or {}).get("aug_flip", False)))
+
+
 def predict(
     tracking: Tracking,
     uri: str,
@@ -61,12 +70,14 @@ def predict(
     out_dir: Path,
     pixel_size: float | None = None,
     overlay: bool = False,
+    tta: bool = False,
 ) -> list[Path]:
     """Write ``out_dir/<stem>.json`` per image (and ``<stem>.png`` with ``overlay``).
 
     The JSON is the Aariz/CEPHA29 prediction format in original pixels; ``pixel_size`` (mm per
     pixel) is recorded as ``pixel_size_mm`` only when given, never assumed. Returns the files
-    written, JSON first per image.
+    written, JSON first per image. ``tta``: test-time augmentation (``trainables.eval.tta``),
+    mirrored too when the model was trained with ``aug_flip``.
     """
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
         raise ConfigError(f"pixel size must be a positive number of mm, got {pixel_size}")
@@ -77,7 +88,12 @@ def predict(
     # half-filled output folder behind.
     precision = Precision.resolve("fp32")  # the GPU when there is one; fp32: no autocast
     preds = predict_images(
-        model, paths, meta["image_size"], precision, stride=int(meta["stride"])
+        model,
+        paths,
+        meta["image_size"],
+        precision,
+        stride=int(meta["stride"]),
+        tta=tta_for(meta, tta),
     )
     if preds.shape[1] != len(symbols):
         raise ConfigError(

@@ -32,6 +32,7 @@ from trainables.errors import ConfigError
 from trainables.eval.inference import predict_dataset
 from trainables.eval.metrics import per_landmark, radial_errors, summarize
 from trainables.eval.overlay import draw_overlay
+from trainables.eval.tta import TTA
 from trainables.models import create_model
 from trainables.precision import Precision
 from trainables.run import dataset_for
@@ -57,8 +58,10 @@ def promote(
     train_on: str = "train",
     seed: int | None = None,
     resume: bool = False,
+    tta: bool = False,
 ) -> dict[str, Any]:
-    """Re-train the best (of the top ``candidates``) configuration, test it, register it."""
+    """Re-train the best (of the top ``candidates``) configuration, test it (with test-time
+    augmentation when ``tta``), register it."""
     study = open_study(name, layout.url(storage_url))
     tracking = Tracking(layout)
     parent = study.user_attrs.get(trials.MLFLOW_PARENT_RUN_ID)
@@ -108,7 +111,7 @@ def promote(
         cfg = TrainConfig.from_dict(values)
         model = create_model(cfg, len(symbols(cfg.dataset_format)))
         model.load_state_dict(checkpoint.load(final / "checkpoints" / pick)["model"])
-        report = test_once(model, cfg, final)
+        report = test_once(model, cfg, final, TTA(flip=cfg.aug_flip) if tta else None)
         version, alias = registry.register(
             tracking, name, trained["run_id"], model, cfg, report, final
         )
@@ -125,15 +128,18 @@ def promote(
     }
 
 
-def test_once(model: torch.nn.Module, cfg: TrainConfig, final: Path) -> dict[str, Any]:
+def test_once(
+    model: torch.nn.Module, cfg: TrainConfig, final: Path, tta: TTA | None = None
+) -> dict[str, Any]:
     """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays.
     ``model`` is left on the device it was evaluated on (``register`` logs it from the CPU)."""
     test = dataset_for(cfg, "test", augment=False)
     precision = Precision.resolve("fp32")  # on the GPU when there is one; fp32: no autocast
-    preds = predict_dataset(model.to(precision.device), test, precision, cfg.batch_size)
+    preds = predict_dataset(model.to(precision.device), test, precision, cfg.batch_size, tta)
     truth = np.stack([r.landmarks for r in test.records])
     errors = radial_errors(preds, truth, np.array([r.pixel_size for r in test.records]))
     scores: dict[str, Any] = {**summarize(errors), "images": len(test)}
+    scores["tta"] = tta.describe() if tta is not None else "none"
     table = per_landmark(errors, test.symbols)
     scores["per_landmark"] = table
     final.mkdir(parents=True, exist_ok=True)

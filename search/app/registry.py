@@ -64,6 +64,7 @@ def register(
     and give it the alias ``alias_for`` decides; returns the version and the alias."""
     with tracking.active(), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if isinstance(v, float)})
+        mlflow.set_tag("cephtune.test_tta", scores.get("tta", "none"))
         for table in ("per_landmark.csv", "per_landmark.md"):
             if (final / table).is_file():
                 mlflow.log_artifact(str(final / table), artifact_path="test")

@@ -21,6 +21,7 @@ from trainables.data.dataset import LandmarkDataset
 from trainables.data.letterbox import load_image
 from trainables.eval import heatmap
 from trainables.eval.metrics import radial_errors
+from trainables.eval.tta import TTA, unwarp_points, warp
 from trainables.precision import Precision
 
 # A batch: the letterboxed images and, per image, the map from input to original pixels.
@@ -28,9 +29,17 @@ Batch = tuple[torch.Tensor, Sequence[Callable[[np.ndarray], np.ndarray]]]
 
 
 def predict(
-    model: nn.Module, batches: Iterable[Batch], precision: Precision, stride: int | None = None
+    model: nn.Module,
+    batches: Iterable[Batch],
+    precision: Precision,
+    stride: int | None = None,
+    tta: TTA | None = None,
 ) -> list[np.ndarray]:
-    """Landmarks (K, 2) in original-image pixels for every image of ``batches``, in order."""
+    """Landmarks (K, 2) in original-image pixels for every image of ``batches``, in order.
+
+    With ``tta`` each batch also goes through the transforms it lists; every transform's
+    landmarks are mapped back to original pixels and their mean is the prediction.
+    """
     stride = model.stride if stride is None else stride
     try:
         model.eval()
@@ -39,15 +48,26 @@ def predict(
     points: list[np.ndarray] = []
     with torch.no_grad():
         for images, to_original in batches:
-            with precision.autocast():
-                out = model(precision.batch(images))
-            xy = heatmap.from_heatmap(heatmap.decode(out.float()), stride).cpu().numpy()
-            points.extend(back(p) for back, p in zip(to_original, xy, strict=True))
+            images = precision.batch(images)
+            h, w = images.shape[-2:]
+            matrices = [np.eye(3)] if tta is None else tta.matrices(w, h)
+            found = []
+            for matrix in matrices:
+                with precision.autocast():
+                    out = model(warp(images, matrix))
+                xy = heatmap.from_heatmap(heatmap.decode(out.float()), stride).cpu().numpy()
+                xy = unwarp_points(xy, matrix)
+                found.append(np.stack([back(p) for back, p in zip(to_original, xy, strict=True)]))
+            points.extend(np.mean(np.stack(found), axis=0))  # over transforms, original pixels
     return points
 
 
 def predict_dataset(
-    model: nn.Module, data: LandmarkDataset, precision: Precision, batch_size: int
+    model: nn.Module,
+    data: LandmarkDataset,
+    precision: Precision,
+    batch_size: int,
+    tta: TTA | None = None,
 ) -> np.ndarray:
     """Landmarks (N, K, 2) in original-image pixels for every image of ``data``."""
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -55,7 +75,7 @@ def predict_dataset(
         (images, [lambda p, i=i: data.to_original(i, p) for i in idx.tolist()])
         for images, _, idx in loader
     )
-    found = predict(model, batches, precision)
+    found = predict(model, batches, precision, tta=tta)
     return np.stack(found) if found else np.zeros((0, data.num_landmarks, 2))
 
 
@@ -75,6 +95,7 @@ def predict_images(
     precision: Precision | None = None,
     batch_size: int = 4,
     stride: int | None = None,
+    tta: TTA | None = None,
 ) -> np.ndarray:
     """Landmarks (N, K, 2) in original-image pixels for each image file of ``paths``.
 
@@ -95,5 +116,5 @@ def predict_images(
             images = np.stack([canvas for canvas, _ in loaded]).astype(np.float32) / 255.0
             yield torch.from_numpy(images).unsqueeze(1), [box.inverse for _, box in loaded]
 
-    found = predict(model, batches(), precision, stride)
+    found = predict(model, batches(), precision, stride, tta)
     return np.stack(found) if found else np.zeros((0, 0, 2))

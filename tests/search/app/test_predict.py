@@ -28,6 +28,7 @@ from trainables.eval import heatmap
 from trainables.eval.inference import predict_images
 from trainables.eval.overlay import PRED_COLOUR, TRUTH_COLOUR, draw_overlay
 from trainables.eval.predictions import read_prediction
+from trainables.eval.tta import TTA
 from trainables.models import create_model
 
 SIZE = 64
@@ -103,6 +104,18 @@ def test_predict_writes_json_and_overlays(registry, tmp_path):
         np.testing.assert_allclose(xy, want, atol=0.006)  # the JSON rounds to 0.01 px
         with Image.open(out / f"{path.stem}.png") as im:
             assert im.mode == "RGB" and max(im.size) == 1024
+
+
+def test_predict_with_tta_merges_the_transforms(registry, tmp_path):
+    images = sorted(registry["images"].iterdir())[:2]
+    predict("models:/tiny@champion", images, tmp_path, None, False, tta=True)
+    merged = predict_images(registry["model"], images, SIZE, tta=TTA())
+    plain = predict_images(registry["model"], images, SIZE)
+    assert np.abs(merged - plain).max() > 0.01  # the untrained model is not equivariant
+    for path, want in zip(images, merged, strict=True):
+        np.testing.assert_allclose(
+            read_prediction(tmp_path / f"{path.stem}.json", "aariz"), want, atol=0.006
+        )
 
 
 def test_pixel_size_is_recorded_when_given(registry, tmp_path):

@@ -91,6 +91,7 @@ def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
                 "train+valid",
                 "--seed",
                 "7",
+                "--tta",
             ]
         )
         == 0
@@ -101,6 +102,12 @@ def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
     assert values["train_on"] == "train+valid" and values["seed"] == 7
     metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
     assert metrics["checkpoint"] == "last.pt" and metrics["alias"] == "champion"
+    # Tested with test-time augmentation, said in the test report and on the MLflow run.
+    assert metrics["tta"].startswith("identity, scales [0.95, 1.05]")
+    assert "mirrored" not in metrics["tta"]  # the tiny space does not train with aug_flip
+    client = MlflowClient(mlflow_url(project))
+    champion = client.get_model_version_by_alias("top2", "champion")
+    assert client.get_run(champion.run_id).data.tags["cephtune.test_tta"] == metrics["tta"]
     study = optuna.load_study(study_name="top2", storage=optuna_url(project))
     ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)[
         :2
