@@ -1,7 +1,8 @@
 """The contract of a registered cephtune model: what ``promote`` registers and ``predict`` loads.
 
 A promoted model is an MLflow pytorch model (pickle format: the plain module with its
-``stride``; cephtune's model code ships with it, so it loads wherever torch and timm are) whose
+``stride``; cephtune's model code ships with it, so it loads wherever torch and timm are), and
+an MLflow pyfunc that answers landmark requests (``trainables.eval.serving``), whose
 metadata carries its preprocessing: ``image_size``, landmark ``symbols`` in output order,
 ``stride``, ``dataset_format``, ``annotator``, ``sigma`` and the full ``config``. It is registered
 under the study's name with the alias ``champion`` when its test MRE beats the current
@@ -11,12 +12,14 @@ champion's (or there is none), ``challenger`` otherwise.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
 import mlflow.pytorch
 import torch
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from torch import nn
 
 import trainables
@@ -25,9 +28,23 @@ from search.records.tracking import Tracking
 from trainables.config import TrainConfig
 from trainables.data.formats import symbols
 from trainables.errors import ConfigError, first_line
+from trainables.eval import serving
 from trainables.shape import sigma_for
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
+
+
+def _save_served(path: str, mlflow_model: Model, **kwargs: Any) -> None:
+    """mlflow.pytorch's ``save_model``, then the ``python_function`` flavor pointed at
+    cephtune's loader (``trainables.eval.serving``): ``mlflow models serve`` then answers
+    landmark requests instead of feeding a dataframe to the network."""
+    mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+    mlflow_model.flavors["python_function"]["loader_module"] = serving.LOADER
+    mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+# What ``Model.log`` calls a flavor module: a name and a ``save_model``.
+_SERVED_PYTORCH = SimpleNamespace(__name__="mlflow.pytorch", save_model=_save_served)
 REQUIRED_METADATA = ("image_size", "symbols", "stride")
 
 
@@ -70,9 +87,12 @@ def register(
                 mlflow.log_artifact(str(final / table), artifact_path="test")
         if (final / "overlays").is_dir():
             mlflow.log_artifacts(str(final / "overlays"), artifact_path="test/overlays")
-        info = mlflow.pytorch.log_model(
-            model.eval().cpu(),
+        info = Model.log(
+            artifact_path=None,
             name="model",
+            flavor=_SERVED_PYTORCH,
+            pytorch_model=model.eval().cpu(),
+            pickle_module=mlflow.pytorch.pickle_module,
             registered_model_name=name,
             metadata=metadata(model, cfg),
             serialization_format="pickle",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -46,7 +47,9 @@ class Letterbox:
         return out
 
 
-def load_image(path: Path, size: int | str | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+def load_image(
+    path: Path | BinaryIO, size: int | str | tuple[int, int]
+) -> tuple[np.ndarray, Letterbox]:
     """Decode to greyscale and letterbox into ``size`` (N, ``(W, H)``, ``"WxH"``): uint8 (H, W)."""
     try:
         with Image.open(path) as im:

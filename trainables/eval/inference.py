@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def errors_mm(
 
 def predict_images(
     model: nn.Module,
-    paths: Sequence[Path],
+    paths: Sequence[Path | BinaryIO],
     image_size: int | str,
     precision: Precision | None = None,
     batch_size: int = 4,
@@ -112,7 +113,9 @@ def predict_images(
 
     def batches() -> Iterable[Batch]:
         for start in range(0, len(paths), batch_size):
-            loaded = [load_image(Path(p), image_size) for p in paths[start : start + batch_size]]
+            chunk = paths[start : start + batch_size]
+            # A file object (an image served over HTTP) is decoded as it is.
+            loaded = [load_image(p if hasattr(p, "read") else Path(p), image_size) for p in chunk]
             images = np.stack([canvas for canvas, _ in loaded]).astype(np.float32) / 255.0
             yield torch.from_numpy(images).unsqueeze(1), [box.inverse for _, box in loaded]
 

@@ -1,0 +1,116 @@
+"""A registered model is also an MLflow pyfunc: ``mlflow models serve`` answers landmark
+requests over HTTP (a real server process, a real request)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from search.app.registry import register
+from search.layout import Layout
+from search.records.tracking import Tracking
+from tests.helpers import REPO, free_port, mlflow_url, tiny_config
+from trainables.data.formats import symbols
+from trainables.data.synth import SynthSpec, write_dataset
+from trainables.eval.inference import predict_images
+from trainables.models import create_model
+
+pytestmark = pytest.mark.slow
+SERVE_TIMEOUT_S = 180
+
+
+@pytest.fixture
+def served(project):
+    """A tiny model registered as ``served@champion`` through the registry, and two images."""
+    tracking = Tracking(Layout.here())
+    cfg = tiny_config(dataset_format="aariz", image_size=[64, 96])
+    torch.manual_seed(0)
+    model = create_model(cfg, 29)
+    run_id = tracking.start_run("serving", "tiny", {}, {})
+    register(tracking, "served", run_id, model, cfg, {"mre_mm": 2.0}, project)
+    tracking.end_run(run_id)
+    data = write_dataset(SynthSpec(n=3, width=80, height=100, seed=1), project / "d")
+    images = sorted(data.glob("*/Cephalograms/*.png"))[:2]
+    want = predict_images(model.eval(), images, cfg.image_size)
+    return {"images": images, "want": want, "project": project}
+
+
+def records(images: list[Path]) -> list[dict]:
+    return [
+        {"image": base64.b64encode(p.read_bytes()).decode(), "pixel_size_mm": 0.1} for p in images
+    ]
+
+
+def check(predictions: list[dict], want: np.ndarray) -> None:
+    assert len(predictions) == len(want)
+    for result, xy in zip(predictions, want, strict=True):
+        assert list(result["landmarks"]) == list(symbols("aariz"))
+        got = np.array([[p["x"], p["y"]] for p in result["landmarks"].values()])
+        np.testing.assert_allclose(got, xy, atol=0.006)  # rounded to 0.01 px
+        assert result["pixel_size_mm"] == 0.1
+
+
+def test_the_registered_model_loads_as_a_pyfunc(served):
+    with Tracking(Layout.here()).active():
+        model = mlflow.pyfunc.load_model("models:/served@champion")
+    check(model.predict(pd.DataFrame(records(served["images"]))), served["want"])
+
+
+def test_mlflow_models_serve_answers_a_landmark_request(served):
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_url(served["project"]),
+        "PYTHONPATH": str(REPO),
+        # As in an activated environment: the server runs the environment's uvicorn.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow_cli), "models", "serve", "-m", "models:/served@champion"]
+    command += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    log = served["project"] / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while True:
+            assert server.poll() is None, f"mlflow models serve exited: {log.read_text()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, f"no answer in time: {log.read_text()[-2000:]}"
+            time.sleep(1)
+        body = json.dumps({"dataframe_records": records(served["images"])}).encode()
+        request = urllib.request.Request(
+            f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            answer = json.loads(reply.read())
+        check(answer["predictions"], served["want"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
