@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=at_least(0))
     p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
     p.add_argument("--tta", action="store_true", help="test with test-time augmentation")
+    p.add_argument(
+        "--seeds", type=at_least(1), default=1, help="re-train each candidate with S seeds"
+    )
+    p.add_argument(
+        "--ensemble", type=at_least(2), metavar="K", help="register the top K, merged, as one"
+    )
     p.add_argument("--storage", default=DEFAULT_STORAGE)
     p.set_defaults(func=commands.promote)
 

@@ -138,8 +138,21 @@ def promote(args: argparse.Namespace) -> None:
         args.seed,
         args.resume,
         args.tta,
+        args.seeds,
+        args.ensemble,
     )
-    print(f"Promoted trial #{done['trial']} of {args.name!r}: {done['best_yaml']}")
+    if done.get("ensemble"):
+        trials = ", ".join(f"#{t}" for t in done["ensemble"])
+        print(f"Promoted an ensemble of trials {trials} of {args.name!r}")
+    else:
+        print(f"Promoted trial #{done['trial']} of {args.name!r}: {done['best_yaml']}")
+    for c in (done.get("selection") or {}).get("candidates", []):
+        ci = f" ± {c['ci95_mm']:.3f}" if c["ci95_mm"] is not None else ""
+        print(f"  trial #{c['trial']}: mean valid MRE {c['mean_valid_mre_mm']:.3f}{ci} mm "
+              f"over seeds {c['seeds']}")  # fmt: skip
+    top = (done.get("selection") or {}).get("top_two")
+    if top:
+        print(f"  top two, {top['test']} on {top['images']} valid images: p = {top['p_value']:.3g}")
     print(
         f"Test ({done['images']} images): MRE {done['mre_mm']:.3f} ± {done['mre_sd_mm']:.3f} mm, "
         f"SDR 2/2.5/3/4 mm {done['sdr_2mm']:.1%} / {done['sdr_2_5mm']:.1%} / "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from search.app import candidates as candidates_mod
 from search.app import registry
 from search.app.train import train
 from search.layout import Layout
@@ -29,6 +30,7 @@ from trainables.config import TrainConfig
 from trainables.data.formats import load_split, symbols
 from trainables.data.records import SPLITS
 from trainables.errors import ConfigError
+from trainables.eval.ensemble import Ensemble
 from trainables.eval.inference import predict_dataset
 from trainables.eval.metrics import per_landmark, radial_errors, summarize
 from trainables.eval.overlay import draw_overlay
@@ -59,9 +61,16 @@ def promote(
     seed: int | None = None,
     resume: bool = False,
     tta: bool = False,
+    seeds: int = 1,
+    ensemble: int | None = None,
 ) -> dict[str, Any]:
-    """Re-train the best (of the top ``candidates``) configuration, test it (with test-time
-    augmentation when ``tta``), register it."""
+    """Re-train the best (of the top ``candidates``, each with ``seeds`` seeds, ranked by mean
+    valid MRE) configuration, test it (with test-time augmentation when ``tta``), register it.
+    With ``ensemble`` K the top K re-trained candidates, merged, are the model instead."""
+    if ensemble and train_on != "train":
+        raise ConfigError(
+            "--ensemble chooses its members on valid: they train on train (leave --train-on out)"
+        )
     study = open_study(name, layout.url(storage_url))
     tracking = Tracking(layout)
     parent = study.user_attrs.get(trials.MLFLOW_PARENT_RUN_ID)
@@ -70,7 +79,7 @@ def promote(
     if not best_first:  # a pruned trial never ran its full schedule
         raise ConfigError(f"study {study.study_name!r} has no completed trial to promote")
     configs = []
-    for trial in best_first[: max(1, candidates)]:
+    for trial in best_first[: max(1, candidates, ensemble or 1)]:
         values = trials.trial_config(study, trial)
         cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
         values["epochs"] = epochs or guides_epochs(cfg)
@@ -87,18 +96,17 @@ def promote(
     for split in SPLITS:
         load_split(cfg.data_dir, split, cfg.annotator, cfg.dataset_format, verify=True)
     with study_lock(layout, name):
-        chosen = configs[0]
-        if len(configs) > 1:  # a guard against a lucky short run: each gets the full schedule
-            scores = []
-            for trial, values in configs:
-                folder = layout.candidates_dir(name)
-                path = _write_config(folder / f"trial-{trial.number}.yaml", values)
-                found = train(
-                    path, folder / f"trial-{trial.number}", None, name, tracking,
-                    {**tags, "cephtune.role": "recheck"},
-                )  # fmt: skip
-                scores.append(found["best"]["mre_mm"])
-            chosen = configs[int(np.argmin(scores))]
+        chosen, selection = configs[0], None
+        if len(configs) > 1 or seeds > 1 or ensemble:
+            # A guard against a lucky short run: each gets the full schedule, and the seeds.
+            numbered = [(trial.number, values) for trial, values in configs]
+            ranked = candidates_mod.retrain(layout, name, tracking, tags, numbered, seeds)
+            selection = candidates_mod.selection_report(ranked)
+            chosen = next(c for c in configs if c[0].number == ranked[0].trial)
+        if ensemble:
+            return _promote_ensemble(
+                layout, name, tracking, tags, ranked[:ensemble], selection, tta
+            )
         trial, values = chosen
         values["train_on"] = train_on
         best_yaml = _write_config(layout.best_yaml(name), values)
@@ -112,6 +120,9 @@ def promote(
         model = create_model(cfg, len(symbols(cfg.dataset_format)))
         model.load_state_dict(checkpoint.load(final / "checkpoints" / pick)["model"])
         report = test_once(model, cfg, final, TTA(flip=cfg.aug_flip) if tta else None)
+        if selection is not None:
+            report["selection"] = selection
+            tracking.log_metrics(trained["run_id"], candidates_mod.selection_metrics(selection), 0)
         version, alias = registry.register(
             tracking, name, trained["run_id"], model, cfg, report, final
         )
@@ -126,6 +137,40 @@ def promote(
         "alias": alias,
         **report,
     }
+
+
+def _promote_ensemble(
+    layout: Layout,
+    name: str,
+    tracking: Tracking,
+    tags: dict[str, str],
+    members: list[candidates_mod.Candidate],
+    selection: dict[str, Any],
+    tta: bool,
+) -> dict[str, Any]:
+    """Register the merged ``members`` (each its best seed's best valid epoch), tested once."""
+    configs = [TrainConfig.from_dict(m.values) for m in members]
+    model = Ensemble(
+        [m.model() for m in members],
+        [cfg.image_size for cfg in configs],
+        [cfg.aug_flip for cfg in configs],
+    )
+    final = layout.final_dir(name)
+    trials_used = ",".join(str(m.trial) for m in members)
+    run_id = tracking.start_run(
+        name, "ensemble", {"ensemble_trials": trials_used},
+        {**tags, "cephtune.role": "ensemble", "cephtune.ensemble_trials": trials_used},
+    )  # fmt: skip
+    report = test_once(model, configs[0], final, TTA(flip=True) if tta else None)
+    report["selection"] = selection
+    report["ensemble"] = [m.trial for m in members]
+    tracking.log_metrics(run_id, candidates_mod.selection_metrics(selection), 0)
+    version, alias = registry.register(tracking, name, run_id, model, configs[0], report, final)
+    tracking.end_run(run_id)
+    report.update(model_uri=f"models:/{name}/{version}", alias=alias, checkpoint="ensemble")
+    (final / "test_metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    return {"trial": members[0].trial, "best_yaml": "", "final": str(final), "run_id": run_id,
+            "version": version, "alias": alias, **report}  # fmt: skip
 
 
 def test_once(

@@ -29,6 +29,7 @@ from trainables.config import TrainConfig
 from trainables.data.formats import symbols
 from trainables.errors import ConfigError, first_line
 from trainables.eval import serving
+from trainables.eval.ensemble import Ensemble
 from trainables.shape import sigma_for
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
@@ -57,6 +58,13 @@ def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
         "stride": int(model.stride),
         "sigma": sigma_for(cfg.sigma, cfg.image_size, int(model.stride)),
         "config": cfg.to_dict(),
+        # An ensemble's members each letterbox the image at their own size.
+        "ensemble": [
+            {"image_size": size, "stride": int(member.stride), "aug_flip": flip}
+            for member, size, flip in model.parts()
+        ]
+        if isinstance(model, Ensemble)
+        else None,
     }
 
 

@@ -90,6 +90,13 @@ class LandmarkDataset(torch.utils.data.Dataset):
             out = image.astype(np.float32) / 255.0
         return torch.from_numpy(out).unsqueeze(0), torch.from_numpy(coords.copy()), i
 
+    def resized(self, image_size: int | str) -> LandmarkDataset:
+        """The same records at another input size, without augmentation (an ensemble member's
+        view of the split)."""
+        if image_size == self.image_size and self.augment is None:
+            return self
+        return LandmarkDataset(self.records, image_size, seed=self.seed, **self._rebuild)
+
     def to_original(self, i: int, xy: np.ndarray) -> np.ndarray:
         """Map input-pixel points of image ``i`` back to its original pixels."""
         return self.boxes[i].inverse(xy)

@@ -10,6 +10,7 @@ loaded from MLflow (pass its ``stride``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +22,7 @@ from torch import nn
 from trainables.data.dataset import LandmarkDataset
 from trainables.data.letterbox import load_image
 from trainables.eval import heatmap
+from trainables.eval.ensemble import Ensemble
 from trainables.eval.metrics import radial_errors
 from trainables.eval.tta import TTA, unwarp_points, warp
 from trainables.precision import Precision
@@ -70,7 +72,16 @@ def predict_dataset(
     batch_size: int,
     tta: TTA | None = None,
 ) -> np.ndarray:
-    """Landmarks (N, K, 2) in original-image pixels for every image of ``data``."""
+    """Landmarks (N, K, 2) in original-image pixels for every image of ``data`` (an
+    ``Ensemble``: the mean of its members', each on ``data`` at its own size)."""
+    if isinstance(model, Ensemble):
+        return np.mean(
+            [
+                predict_dataset(member, data.resized(size), precision, batch_size, _tta(tta, flip))
+                for member, size, flip in model.parts()
+            ],
+            axis=0,
+        )
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     batches = (
         (images, [lambda p, i=i: data.to_original(i, p) for i in idx.tolist()])
@@ -106,6 +117,16 @@ def predict_images(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(model, Ensemble):  # each member at its own size, merged in original pixels
+        found = []
+        for member, size, flip in model.parts():
+            for p in paths:
+                if hasattr(p, "seek"):
+                    p.seek(0)
+            found.append(
+                predict_images(member, paths, size, precision, batch_size, None, _tta(tta, flip))
+            )
+        return np.mean(found, axis=0)
     if precision is None:
         precision = Precision.resolve("fp32", next(model.parameters()).device)
     else:
@@ -121,3 +142,8 @@ def predict_images(
 
     found = predict(model, batches(), precision, stride, tta)
     return np.stack(found) if found else np.zeros((0, 0, 2))
+
+
+def _tta(tta: TTA | None, flip: bool) -> TTA | None:
+    """An ensemble member's test-time augmentation: mirrored only if it trained with flips."""
+    return None if tta is None else dataclasses.replace(tta, flip=tta.flip and flip)

@@ -44,6 +44,21 @@ CASES: list[Case] = [
         ("studies/done/final/checkpoints/last.pt: no checkpoint to resume",),
     ),
     Case(
+        "promote-ensemble-on-train-and-valid",
+        promote_on(lambda root: None, "--ensemble", "2", "--train-on", "train+valid"),
+        ("--ensemble chooses its members on valid",),
+    ),
+    Case(
+        "promote-ensemble-of-one",
+        argv("promote", "done", "--ensemble", "1"),
+        ("cephtune promote: argument --ensemble: must be >= 2, got 1",),
+    ),
+    Case(
+        "promote-zero-seeds",
+        argv("promote", "done", "--seeds", "0"),
+        ("cephtune promote: argument --seeds: must be >= 1, got 0",),
+    ),
+    Case(
         "status-unknown-study",
         argv("status", "ghost"),
         ("study 'ghost' not found", "studies: done, pending, unrelated"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -155,3 +156,56 @@ def test_a_model_becomes_champion_only_by_a_strictly_better_test_mre(project):
     client = MlflowClient(mlflow_url(project))
     assert str(client.get_model_version_by_alias("aliases", "champion").version) == got[-1][0]
     assert str(client.get_model_version_by_alias("aliases", "challenger").version) == got[2][0]
+
+
+def test_promote_with_seeds_reports_intervals_and_a_paired_test_then_an_ensemble(
+    project, ray_cluster, capsys
+):
+    """``--trials 2 --seeds 2``: four re-trainings, the candidate with the lower mean valid MRE
+    promoted, mean ± 95 % interval per candidate and a paired per-image test of the top two in
+    the test report and MLflow. ``--ensemble 2``: the top two merged into one registered model
+    whose predictions are the mean of its members', each at its own input size."""
+    import numpy as np
+
+    from search.app.registry import load_registered
+    from search.layout import Layout
+    from search.records.tracking import Tracking
+    from trainables.eval.ensemble import Ensemble
+    from trainables.eval.inference import predict_images
+
+    study_file = tiny_study(project, name="seeds", num_samples=3, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    args = ["promote", "seeds", "--trials", "2", "--seeds", "2", "--epochs", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mean valid MRE" in out and "top two" in out
+    folder = project / "studies" / "seeds"
+    assert len(list((folder / "candidates").glob("trial-*-seed-*.yaml"))) == 4
+    metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
+    first, second = metrics["selection"]["candidates"]
+    assert len(first["valid_mre_mm"]) == len(second["valid_mre_mm"]) == 2
+    assert first["mean_valid_mre_mm"] == pytest.approx(np.mean(first["valid_mre_mm"]))
+    assert first["mean_valid_mre_mm"] <= second["mean_valid_mre_mm"]
+    assert first["ci95_mm"] > 0 and second["ci95_mm"] > 0
+    top = metrics["selection"]["top_two"]
+    assert top["trials"] == [first["trial"], second["trial"]] and top["images"] >= 1
+    assert top["test"] in ("wilcoxon signed-rank", "paired t-test")
+    promoted = yaml.safe_load((folder / "best.yaml").read_text())
+    study = optuna.load_study(study_name="seeds", storage=optuna_url(project))
+    assert promoted["lr"] == study.trials[first["trial"]].params["lr"]
+    client = MlflowClient(mlflow_url(project))
+    run = client.get_run(client.get_model_version_by_alias("seeds", "champion").run_id)
+    assert run.data.metrics["selection_rank1_mean_valid_mre_mm"] == pytest.approx(
+        first["mean_valid_mre_mm"]
+    )
+
+    assert main(["promote", "seeds", "--ensemble", "2", "--epochs", "1"]) == 0
+    assert "Promoted an ensemble of trials" in capsys.readouterr().out
+    metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
+    assert len(metrics["ensemble"]) == 2 and metrics["checkpoint"] == "ensemble"
+    model, meta = load_registered(Tracking(Layout.here()), metrics["model_uri"])
+    assert isinstance(model, Ensemble) and len(meta["ensemble"]) == 2
+    images = sorted(Path(promoted["data_dir"]).glob("test/Cephalograms/*.png"))[:2]
+    merged = predict_images(model, images, meta["image_size"])
+    each = [predict_images(m, images, size) for m, size, _ in model.parts()]
+    np.testing.assert_allclose(merged, np.mean(each, axis=0), atol=1e-5)
