@@ -153,3 +153,28 @@ def test_the_stored_record_is_the_same_however_the_file_is_named(tmp_path, monke
     changed.write_text(text.replace("space: ../spaces/", f"space: {REPO}/spaces/"))
     moved = load_study(changed).record()
     assert moved["space"] == record["space"] and moved["path"] != record["path"]
+
+
+def test_the_frontier_space_keeps_large_inputs_to_small_batches():
+    """Sampled 300 times: every axis shows up, every config is valid, and the batch size stays
+    within its memory case (<= 2 for HRNet-W48 at 1024 px, <= 4 at 1024 px otherwise)."""
+    import optuna
+
+    space = load_space(REPO / "spaces" / "frontier.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set] = {}
+    for _ in range(300):
+        trial = study.ask()
+        values = {**space.suggest(trial), **trial.params}
+        TrainConfig.from_dict(values)
+        for key in ("image_size", "heatmap_stride", "progressive_stages", "aug_flip", "backbone"):
+            seen.setdefault(key, set()).add(values.get(key))
+        big = values["image_size"] in (1024, "832x1024")
+        if big and values.get("backbone") == "hrnet_w48":
+            assert values["batch_size"] <= 2
+        elif big or values.get("backbone") == "hrnet_w48":
+            assert values["batch_size"] <= 4
+    assert seen["heatmap_stride"] == {4, 2, 1} and seen["aug_flip"] == {False, True}
+    assert {1024, "832x1024"} <= seen["image_size"]
+    assert {"hrnet_w32", "hrnet_w48"} <= seen["backbone"]
+    assert seen["progressive_stages"] == {None, "5@256,5@512"}
