@@ -45,7 +45,7 @@ lint: install-test
 	$(BIN)/ruff check search trainables tests search.py
 
 # Benchmarks print their figures and a last line `RATIO name=value ...` (or `SKIP reason`).
-BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu
+BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu frontier
 bench: install
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 

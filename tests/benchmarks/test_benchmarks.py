@@ -16,7 +16,14 @@ import pytest
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
-BENCHMARKS = ["orchestration", "data_pipeline", "trainable_efficiency", "search_efficiency", "gpu"]
+BENCHMARKS = [
+    "orchestration",
+    "data_pipeline",
+    "trainable_efficiency",
+    "search_efficiency",
+    "gpu",
+    "frontier",
+]
 FIGURE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 
 
