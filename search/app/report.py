@@ -190,8 +190,10 @@ def _test_results(final_dir: Path) -> str:
         ("MRE (mm)", data.get("mre_mm")),
         ("MRE SD (mm)", data.get("mre_sd_mm")),
         *((f"SDR@{t:g}mm", page.pct(data.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
+        ("test-time augmentation", data.get("tta", "none")),
+        ("ensemble of trials", data.get("ensemble")),
     ]
-    body = page.kv(rows)
+    body = page.kv(rows) + _selection(data.get("selection"))
     landmarks = data.get("per_landmark") or {}
     if isinstance(landmarks, dict) and landmarks:
         body += "<h3>Per landmark</h3>" + page.table(
@@ -210,6 +212,25 @@ def _test_results(final_dir: Path) -> str:
             for p in overlays
         )
     return page.section("Test set (promoted model)", body)
+
+
+def _selection(selection: Any) -> str:
+    """promote --trials/--seeds: each candidate's mean valid MRE ± 95 % interval, and the
+    paired per-image test of the top two."""
+    if not isinstance(selection, dict) or not selection.get("candidates"):
+        return ""
+    rows = [
+        (f"#{c.get('trial')}", c.get("seeds"), c.get("mean_valid_mre_mm"), c.get("ci95_mm"))
+        for c in selection["candidates"]
+        if isinstance(c, dict)
+    ]
+    html = "<h3>Selection (valid)</h3>" + page.table(
+        ("trial", "seeds", "mean valid MRE (mm)", "± 95 % (mm)"), rows
+    )
+    top = selection.get("top_two")
+    if isinstance(top, dict):
+        html += page.kv([(f"top two, {top.get('test')}", f"p = {page.fmt(top.get('p_value'))}")])
+    return html
 
 
 def _curves(ranked: Sequence[FrozenTrial], metric: str) -> str:

@@ -285,3 +285,16 @@ def test_progressive_stages_train_at_lower_sizes_first_and_carry_the_weights(dat
 def test_bad_progressive_stages_are_config_errors(value, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict({"progressive_stages": value})
+
+
+def test_every_kind_of_allocation_failure_is_out_of_memory():
+    """CUDA's error type, the CPU allocator's text and MemoryError map to one oom reason; other
+    errors do not (the real CPU failure is the test above)."""
+    from trainables.memory import is_out_of_memory, out_of_memory
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 bytes"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    err = out_of_memory(torch.OutOfMemoryError("CUDA out of memory.\nmore"), "epoch 3")
+    assert str(err) == "oom: epoch 3: OutOfMemoryError: CUDA out of memory." and err.reason == "oom"

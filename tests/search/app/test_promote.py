@@ -198,6 +198,9 @@ def test_promote_with_seeds_reports_intervals_and_a_paired_test_then_an_ensemble
     assert run.data.metrics["selection_rank1_mean_valid_mre_mm"] == pytest.approx(
         first["mean_valid_mre_mm"]
     )
+    assert main(["report", "seeds"]) == 0
+    html = (folder / "report" / "report.html").read_text()
+    assert "Selection (valid)" in html and f"top two, {top['test']}" in html
 
     assert main(["promote", "seeds", "--ensemble", "2", "--epochs", "1"]) == 0
     assert "Promoted an ensemble of trials" in capsys.readouterr().out
