@@ -79,7 +79,7 @@ ERROR_CASES = [
     (
         "  loss: {type: categorical, choices: [heatmap], when: {image_size: big}}",
         "params.loss.when.image_size",
-        "must be a int, got 'big'",
+        "must be an int, [W, H] or 'WxH', got 'big'",
     ),
     (
         "  loss: {type: categorical, choices: [heatmap], when: {image_size: []}}",
@@ -194,7 +194,7 @@ ERROR_CASES = [
         "  image_size: {type: categorical, choices: [256, 512],"
         " cases: [{when: {model: resnet}, choices: [256, x]}]}",
         "params.image_size.cases[0].choices",
-        "must be a int, got 'x'",
+        "must be an int, [W, H] or 'WxH', got 'x'",
     ),
     (
         "  loss: {type: categorical, choices: [heatmap, adaptive_wing],"
