@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import torch
 from torch import nn
 
 from trainables.shape import Size
@@ -33,5 +34,6 @@ class Ensemble(nn.Module):
     def parts(self) -> Iterator[tuple[nn.Module, Size, bool]]:
         yield from zip(self.members, self.sizes, self.flips, strict=True)
 
-    def forward(self, x):  # noqa: ANN001 - never called: members see different inputs
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Never used: the members see different inputs (each its own letterbox)."""
         raise TypeError("an Ensemble predicts through trainables.eval.inference, not forward()")

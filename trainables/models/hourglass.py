@@ -124,7 +124,9 @@ class StackedHourglass(nn.Module):
             return outputs[-1]
         size = outputs[-1].shape[-2:]
         return [
-            out if out.shape[-2:] == size else F.interpolate(out, size=size, mode="bilinear")
+            out
+            if out.shape[-2:] == size
+            else F.interpolate(out, size=size, mode="bilinear", align_corners=False)
             for out in outputs
         ]
 
