@@ -212,3 +212,15 @@ def test_promote_with_seeds_reports_intervals_and_a_paired_test_then_an_ensemble
     merged = predict_images(model, images, meta["image_size"])
     each = [predict_images(m, images, size) for m, size, _ in model.parts()]
     np.testing.assert_allclose(merged, np.mean(each, axis=0), atol=1e-5)
+    # The ensemble serves as a pyfunc too (an image as the server receives it).
+    import base64
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    with Tracking(Layout.here()).active():
+        served = mlflow.pyfunc.load_model(metrics["model_uri"])
+    rows = pd.DataFrame([{"image": base64.b64encode(images[0].read_bytes()).decode()}])
+    landmarks = served.predict(rows)[0]["landmarks"]
+    got = np.array([[p["x"], p["y"]] for p in landmarks.values()])
+    np.testing.assert_allclose(got, merged[0], atol=0.006)
