@@ -57,8 +57,9 @@ def memory_limit(gb: float | None) -> Iterator[None]:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = _address_space() + int(gb * 2**30)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
+    for existing in (soft, hard):  # never looser than a limit the process already has
+        if existing != resource.RLIM_INFINITY:
+            limit = min(limit, existing)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
         yield
