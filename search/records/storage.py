@@ -51,7 +51,10 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
         not resolved.startswith(SQLITE) or Path(resolved[len(SQLITE) :]).is_file()
     ):
         return found
-    engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if resolved.startswith(SQLITE) else {}
+    if resolved.startswith(SQLITE):
+        engine: dict = {"connect_args": {"timeout": SQLITE_BUSY_S}}
+    else:  # a server restarted mid-study left dead connections in the pool: test each first
+        engine = {"pool_pre_ping": True}
     for attempt in range(OPEN_ATTEMPTS):
         try:
             _OPEN[resolved] = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)

@@ -24,7 +24,7 @@ from search.records import trials
 from search.records.lineage import close_run, start_parent, sync_runs
 from search.records.storage import open_storage, open_study, study_exists
 from search.records.tracking import Tracking
-from search.run import datasets, tuner
+from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
 from search.spec.study import StudySpec, load_study
@@ -53,11 +53,12 @@ def start(
     data_root = datasets.prepare(spec.dataset)
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
+    track = Tracking(layout)
+    nodes.check_cluster(spec, layout, data_root, track.uri)
     url, where = layout.url(spec.storage), f"{spec.path}: storage"
     if not url.startswith(SQLITE):
         open_storage(url, where)  # an unreachable server fails before the lock file
-    track = Tracking(layout)
-    with study_lock(layout, spec.name):
+    with study_lock(layout, spec.name, url):
         storage = open_storage(url, where)  # a new sqlite file only once we hold the lock
         if study_exists(storage, spec.name):
             if not fresh:
@@ -71,6 +72,8 @@ def start(
             for entry in layout.study_dir(spec.name).iterdir():  # all but the lock we hold
                 if entry != layout.lock_file(spec.name):
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if spec.experiment_path is not None:
+                _delete(layout.experiments(spec.name, spec.experiment_path))
         direction = "minimize" if spec.mode == "min" else "maximize"
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and still there
@@ -95,8 +98,8 @@ def start(
                 trials.MLFLOW_PARENT_RUN_ID: parent,
             },
         )
-        folder = layout.experiment_dir(spec.name)
-        run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=True)
+        experiments = layout.experiments(spec.name, spec.experiment_path)
+        run = tuner.build(spec, study, url, track.uri, experiments, "ray", gpu, warm_start=True)
         return Outcome(spec, layout, data_root, _run(run, spec, study, track))
 
 
@@ -136,11 +139,14 @@ def resume(
     data_root = datasets.prepare(spec.dataset)
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
-    with study_lock(layout, name):
+    nodes.check_cluster(spec, layout, data_root, track.uri)
+    url = here.url(storage_url)
+    with study_lock(layout, name, url):
         if len(trials.finished(study)) >= spec.num_samples:
             settle(study, track)
             return Outcome(spec, layout, data_root, True)
-        folder = layout.experiment_dir(name, attrs[trials.RAY_RUN])
+        experiments = layout.experiments(name, spec.experiment_path)
+        folder = f"{experiments}/{attrs[trials.RAY_RUN]}"
         if tuner.can_restore(folder):
             # Trials Ray will not continue (it saved the experiment before they started) are
             # interrupted now, so the searcher's count of running trials is true.
@@ -148,10 +154,22 @@ def resume(
             run = tuner.restore(folder, spec, gpu)
         else:  # the driver died before Ray saved anything: replace the lost trials
             _interrupt(study, track)
-            folder = layout.experiment_dir(name, f"ray-{len(study.trials)}")
+            run_name = f"ray-{len(study.trials)}"
             url = layout.url(spec.storage)
-            run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=False)
+            run = tuner.build(
+                spec, study, url, track.uri, experiments, run_name, gpu, warm_start=False
+            )
         return Outcome(spec, layout, data_root, _run(run, spec, study, track))
+
+
+def _delete(location: str) -> None:
+    """A study's Ray experiments at ``experiment_path`` (``start --fresh``): a folder or URI."""
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(
+        location if "://" in location else Path(location).as_uri()
+    )
+    filesystem.delete_dir_contents(path, missing_dir_ok=True)
 
 
 def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
