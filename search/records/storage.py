@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,7 @@ _OPEN: dict[str, optuna.storages.RDBStorage] = {}
 # tables exist by then, so opening again succeeds.
 CREATE_RACE = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
 OPEN_ATTEMPTS = 5
+RECONNECT_S = 60  # how long a lost database server may take to come back mid-study
 # The pip package that provides each SQLAlchemy driver a storage URL may name.
 DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary], in cephtune's postgres extra: pip install -e '.[postgres]'",
@@ -57,8 +59,11 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
         engine = {"pool_pre_ping": True}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            _OPEN[resolved] = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)
-            return _OPEN[resolved]
+            storage = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)
+            if not resolved.startswith(SQLITE):
+                sqlalchemy.event.listen(storage.engine, "do_connect", _reconnect)
+            _OPEN[resolved] = storage
+            return storage
         except CREATE_RACE as e:
             if attempt + 1 == OPEN_ATTEMPTS:
                 raise _cannot_open(url, where, e) from None
@@ -68,6 +73,20 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
         except Exception as e:  # SQLAlchemy raises many types for a bad URL or unreachable server
             raise _cannot_open(url, where, e) from None
     raise AssertionError("unreachable")
+
+
+def _reconnect(dialect, record, cargs: tuple, cparams: dict):
+    """A new connection to a database server, waiting up to ``RECONNECT_S`` for a server that
+    refuses: with ``pool_pre_ping`` it lets a study ride through a restart of its server
+    (the connections in the pool die with it; new ones are refused until it is back)."""
+    deadline = time.monotonic() + RECONNECT_S
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _cannot_open(url: str, where: str, error: Exception) -> ConfigError:
