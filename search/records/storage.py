@@ -6,6 +6,7 @@ URLs arrive resolved (``Layout.url``: a relative sqlite path made absolute).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,10 @@ _OPEN: dict[str, optuna.storages.RDBStorage] = {}
 # tables exist by then, so opening again succeeds.
 CREATE_RACE = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
 OPEN_ATTEMPTS = 5
-RECONNECT_S = 60  # how long a lost database server may take to come back mid-study
+# How long a lost database server may take to come back mid-study before the driver stops
+# (seconds; ``CEPHTUNE_DB_WAIT_S`` overrides it).
+RECONNECT_S = 60
+WAIT_ENV = "CEPHTUNE_DB_WAIT_S"
 # The pip package that provides each SQLAlchemy driver a storage URL may name.
 DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary], in cephtune's postgres extra: pip install -e '.[postgres]'",
@@ -75,11 +79,15 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
     raise AssertionError("unreachable")
 
 
+def reconnect_wait() -> float:
+    return float(os.environ.get(WAIT_ENV) or RECONNECT_S)
+
+
 def _reconnect(dialect, record, cargs: tuple, cparams: dict):
-    """A new connection to a database server, waiting up to ``RECONNECT_S`` for a server that
-    refuses: with ``pool_pre_ping`` it lets a study ride through a restart of its server
+    """A new connection to a database server, waiting up to ``reconnect_wait()`` for a server
+    that refuses: with ``pool_pre_ping`` it lets a study ride through a restart of its server
     (the connections in the pool die with it; new ones are refused until it is back)."""
-    deadline = time.monotonic() + RECONNECT_S
+    deadline = time.monotonic() + reconnect_wait()
     while True:
         try:
             return dialect.connect(*cargs, **cparams)
@@ -87,6 +95,17 @@ def _reconnect(dialect, record, cargs: tuple, cparams: dict):
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def lost(error: BaseException) -> BaseException | None:
+    """The database error behind ``error`` (a server that went away and did not come back in
+    time, an Optuna write that failed with it), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _cannot_open(url: str, where: str, error: Exception) -> ConfigError:

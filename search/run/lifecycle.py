@@ -22,14 +22,14 @@ from ray import tune
 from search.layout import SQLITE, Layout, mask_url
 from search.records import trials
 from search.records.lineage import close_run, start_parent, sync_runs
-from search.records.storage import open_storage, open_study, study_exists
+from search.records.storage import lost, open_storage, open_study, reconnect_wait, study_exists
 from search.records.tracking import Tracking
 from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
 from search.spec.study import StudySpec, load_study
 from trainables.data.cache import resolve_cache_dir
-from trainables.errors import ConfigError
+from trainables.errors import CephtuneError, ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def resume(
             "(it has no study_file); there is nothing to resume"
         )
     layout = Layout(Path(attrs.get(trials.PROJECT, here.root)))
-    if not layout.root.is_dir():
+    if not layout.root.is_dir() and attrs.get(trials.SPEC, {}).get("experiment_path"):
+        layout = here  # another machine: the experiment is at experiment_path, not there
+    elif not layout.root.is_dir():
         raise ConfigError(
             f"study {name!r} was started in {layout.root}, which is gone; its Ray experiment "
             "and MLflow store were there"
@@ -173,8 +175,21 @@ def _delete(location: str) -> None:
 
 
 def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
-    """Fit; True when the study reached ``num_samples`` finished trials."""
-    tuner.fit(run)
+    """Fit; True when the study reached ``num_samples`` finished trials. A database server
+    that went away for longer than the storage waits for it stops the driver with one line."""
+    try:
+        tuner.fit(run)
+    except Exception as e:
+        cause = lost(e)
+        if cause is None:
+            raise
+        url = mask_url(spec.storage)
+        raise CephtuneError(
+            f"{spec.path}: storage: the database was lost mid-study and not back within "
+            f"{reconnect_wait():g} s ({mask_url(first_line(cause, with_type=True))}); what it "
+            f"recorded is kept: once it is back, continue with `python search.py resume "
+            f"{spec.name} --storage {url}`"
+        ) from None
     if len(trials.finished(study)) < spec.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
     settle(study, track)
