@@ -254,5 +254,6 @@ def test_a_start_is_refused_before_any_record_when_a_node_lacks_what_it_needs(
         for part in expect:
             assert part in line, line
     assert optuna.get_all_study_names(url) == []
-    assert [e.name for e in MlflowClient(mlflow_server).search_experiments()] == ["Default"]
+    experiments = {e.name for e in MlflowClient(mlflow_server).search_experiments()}
+    assert experiments.isdisjoint(name for name, *_ in cases)
     assert not (h1.outside(h1.project) / "studies" / "local-experiments").exists()
