@@ -13,7 +13,6 @@ that fails is named (host name and IP) and the start refused before anything is 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -25,11 +24,10 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.layout import Layout
-from search.spec.study import DatasetSpec, StudySpec
+from search.spec.study import URL_RE, DatasetSpec, StudySpec
 from trainables.errors import CephtuneError, ConfigError, DataError
 
 NODE_TIMEOUT_S = 120  # a node that runs no task in this long is named as not answering
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _LOCAL_STORES = ("sqlite:", "file:")  # MLflow stores that are files on the driver's disk
 
 
@@ -68,7 +66,7 @@ def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -
 def check_tracking(uri: str, nodes: list[dict[str, Any]]) -> None:
     """On several nodes, the MLflow store must be a tracking server: a file store on the
     driver's disk leaves a study that ``resume`` on another machine cannot continue."""
-    if len(nodes) < 2 or (_URI.match(uri) and not uri.startswith(_LOCAL_STORES)):
+    if len(nodes) < 2 or (URL_RE.match(uri) and not uri.startswith(_LOCAL_STORES)):
         return
     raise ConfigError(
         f"MLFLOW_TRACKING_URI: the MLflow store {uri} is a file on this machine, but the Ray "
@@ -81,7 +79,7 @@ def check_tracking(uri: str, nodes: list[dict[str, Any]]) -> None:
 def check_experiments(where: str, location: str, nodes: list[dict[str, Any]]) -> None:
     """On several nodes, the folder Ray keeps the experiment in must be one every node sees
     (a URI of an object store is taken as it is). ``where``: the setting, for the message."""
-    if len(nodes) < 2 or (_URI.match(location) and not location.startswith("file://")):
+    if len(nodes) < 2 or (URL_RE.match(location) and not location.startswith("file://")):
         return
     folder = Path(location.removeprefix("file://"))
     made = next((p for p in [folder, *folder.parents][::-1] if not p.exists()), None)
