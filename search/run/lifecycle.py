@@ -23,7 +23,7 @@ from search.layout import SQLITE, Layout, mask_url
 from search.records import trials
 from search.records.lineage import close_run, start_parent, sync_runs
 from search.records.storage import lost, open_storage, open_study, reconnect_wait, study_exists
-from search.records.tracking import Tracking
+from search.records.tracking import Tracking, server_lost
 from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
@@ -175,21 +175,27 @@ def _delete(location: str) -> None:
 
 
 def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
-    """Fit; True when the study reached ``num_samples`` finished trials. A database server
-    that went away for longer than the storage waits for it stops the driver with one line."""
+    """Fit; True when the study reached ``num_samples`` finished trials. A database server or
+    MLflow tracking server that went away for longer than the driver waits for it stops the
+    driver with one line that says how to continue."""
     try:
         tuner.fit(run)
     except Exception as e:
-        cause = lost(e)
-        if cause is None:
-            raise
-        url = mask_url(spec.storage)
-        raise CephtuneError(
-            f"{spec.path}: storage: the database was lost mid-study and not back within "
-            f"{reconnect_wait():g} s ({mask_url(first_line(cause, with_type=True))}); what it "
-            f"recorded is kept: once it is back, continue with `python search.py resume "
-            f"{spec.name} --storage {url}`"
-        ) from None
+        hint = (
+            f"what was recorded is kept: once it is back, continue with `python search.py "
+            f"resume {spec.name} --storage {mask_url(spec.storage)}`"
+        )
+        if (cause := lost(e)) is not None:
+            raise CephtuneError(
+                f"{spec.path}: storage: the database was lost mid-study and not back within "
+                f"{reconnect_wait():g} s ({mask_url(first_line(cause, with_type=True))}); {hint}"
+            ) from None
+        if (cause := server_lost(e)) is not None:
+            raise CephtuneError(
+                f"MLFLOW_TRACKING_URI: the MLflow tracking server {mask_url(track.uri)} failed "
+                f"mid-study ({mask_url(first_line(cause, with_type=True))}); {hint}"
+            ) from None
+        raise
     if len(trials.finished(study)) < spec.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
     settle(study, track)
