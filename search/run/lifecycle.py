@@ -185,7 +185,7 @@ def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking)
             f"what was recorded is kept: once it is back, continue with `python search.py "
             f"resume {spec.name} --storage {mask_url(spec.storage)}`"
         )
-        if (cause := lost(e)) is not None:
+        if not spec.storage.startswith(SQLITE) and (cause := lost(e)) is not None:
             raise CephtuneError(
                 f"{spec.path}: storage: the database was lost mid-study and not back within "
                 f"{reconnect_wait():g} s ({mask_url(first_line(cause, with_type=True))}); {hint}"
