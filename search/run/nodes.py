@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.layout import Layout
 from search.spec.study import URL_RE, DatasetSpec, StudySpec
-from trainables.errors import CephtuneError, ConfigError, DataError
+from trainables.errors import CephtuneError, ConfigError, DataError, first_line
 
 NODE_TIMEOUT_S = 120  # a node that runs no task in this long is named as not answering
 _LOCAL_STORES = ("sqlite:", "file:")  # MLflow stores that are files on the driver's disk
@@ -60,6 +60,11 @@ def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -
             if cause is None:
                 raise
             raise type(cause)(f"on node {describe(node)}: {cause}") from None
+        except RayError as e:  # the node died, or cannot run a task: not the check's fault
+            raise ConfigError(
+                f"node {describe(node)} of the Ray cluster could not run a task "
+                f"({first_line(e, with_type=True)})"
+            ) from None
     return results
 
 
