@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import RayError, RayTaskError, TaskUnschedulableError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.layout import Layout
@@ -41,7 +41,8 @@ def describe(node: dict[str, Any]) -> str:
 
 def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -> list[Any]:
     """``function(*args)`` on each node of ``nodes``, in order: one task pinned to it that
-    holds no CPU (a busy node still answers). A ``CephtuneError`` it raises names the node."""
+    holds no CPU (a busy node still answers). A ``CephtuneError`` it raises names the node;
+    a node that died since it was listed gives None."""
     task = ray.remote(num_cpus=0, max_retries=0)(function)
     refs = []
     for node in nodes:
@@ -60,7 +61,9 @@ def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -
             if cause is None:
                 raise
             raise type(cause)(f"on node {describe(node)}: {cause}") from None
-        except RayError as e:  # the node died, or cannot run a task: not the check's fault
+        except TaskUnschedulableError:  # the node died since ray.nodes() listed it: gone
+            results.append(None)
+        except RayError as e:  # the node cannot run a task: not the check's fault
             raise ConfigError(
                 f"node {describe(node)} of the Ray cluster could not run a task "
                 f"({first_line(e, with_type=True)})"
@@ -95,7 +98,7 @@ def check_experiments(where: str, location: str, nodes: list[dict[str, Any]]) ->
         seen = on_each_node(os.path.exists, (str(marker),), nodes)
     finally:
         marker.unlink()
-    blind = [describe(n) for n, ok in zip(nodes, seen, strict=True) if not ok]
+    blind = [describe(n) for n, ok in zip(nodes, seen, strict=True) if ok is False]
     if not blind:
         return
     if made is not None:  # a refused start leaves nothing behind, not even the folder
