@@ -6,7 +6,8 @@ folder its study was started in, recorded with the study. Code asks the layout f
 URL and never rebuilds one from the current directory::
 
     studies/optuna.db                 Optuna storage (default; ``storage:`` overrides it)
-    studies/NAME/ray/                 Ray Tune experiment (``ray-<n>`` after a restart)
+    studies/NAME/ray/                 Ray Tune experiment (``ray-<n>`` after a restart);
+                                      ``experiment_path/NAME/ray`` when the study sets one
     studies/NAME/lock                 one driver per study on this machine
     studies/NAME/best.yaml, final/    a promoted configuration, its final run and test tables
     studies/NAME/candidates/          promote --trials K: the re-trained candidates
@@ -63,9 +64,13 @@ class Layout:
     def study_dir(self, name: str) -> Path:
         return self.root / "studies" / name
 
-    def experiment_dir(self, name: str, run: str = "ray") -> Path:
-        """A Ray Tune experiment folder of study ``name`` (``run``: its run name)."""
-        return self.study_dir(name) / run
+    def experiments(self, name: str, experiment_path: str | None = None) -> str:
+        """Where study ``name`` keeps its Ray Tune experiments (Ray's ``storage_path``):
+        ``experiment_path/NAME`` (a shared folder or a URI) when the study sets one, else
+        ``studies/NAME`` in the project."""
+        if experiment_path is None:
+            return str(self.study_dir(name))
+        return f"{experiment_path.rstrip('/')}/{name}"
 
     def lock_file(self, name: str) -> Path:
         return self.study_dir(name) / "lock"

@@ -31,11 +31,15 @@ def search_py(*args: str) -> list[str]:
 
 
 def start_ray(
-    hosts: Sequence[Host], num_cpus: int = 1, object_store_mb: int = 200, timeout: float = 120
+    hosts: Sequence[Host],
+    num_cpus: int = 1,
+    object_store_mb: int = 200,
+    timeout: float = 120,
+    cwd: Path | None = None,
 ) -> str:
     """A Ray head on ``hosts[0]`` and a worker on each other host (``ray start --block``, log
-    ``ray``); the head's ``IP:PORT`` once every node says it started. ``Host.kill_all`` ends
-    a host's node."""
+    ``ray``), started in ``cwd`` (default: the project folder; its workers inherit it); the
+    head's ``IP:PORT`` once every node says it started. ``Host.kill_all`` ends a host's node."""
     head = hosts[0]
     address = f"{head.ip}:{RAY_PORT}"
     ray = Path(sys.executable).parent / "ray"
@@ -46,7 +50,7 @@ def start_ray(
     for host in hosts:
         role = head_args if host is head else [f"--address={address}"]
         cmd = [str(ray), "start", *role, f"--node-ip-address={host.ip}", *common]
-        started.append((host, host.popen(cmd, log="ray")))
+        started.append((host, host.popen(cmd, log="ray", cwd=cwd)))
         if host is head and not _listens(head.ip, RAY_PORT, timeout):
             raise RuntimeError(f"the Ray head did not listen in {timeout} s:\n{_tail(head)}")
     deadline = time.monotonic() + timeout

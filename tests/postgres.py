@@ -114,6 +114,14 @@ class PostgresServer:
             text = log.read_text() if log.exists() else result.stderr
             raise RuntimeError(f"PostgreSQL did not {action}:\n{text[-2000:]}")
 
+    def down(self) -> None:
+        """Stop the server at once (every connection dropped), keeping its data; ``up()``
+        starts it again."""
+        self._pg_ctl("stop")
+
+    def up(self) -> None:
+        self._pg_ctl("start")
+
     def restart(self) -> None:
         """Stop the server at once (every connection dropped, as in a crash) and start it."""
         self._pg_ctl("restart")

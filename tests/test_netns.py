@@ -149,20 +149,21 @@ def _answers(ip: str, port: int, within: float) -> bool:
             time.sleep(0.1)
 
 
-def test_todays_cephtune_spreads_a_study_over_both_hosts_from_a_shared_project_folder(
+def test_a_study_spreads_over_both_hosts_from_a_shared_project_folder(
     hosts, ray_hosts, hosts_postgres
 ):
     """``search.py start --address`` in host 1, run from a project folder on the shared
-    storage: Ray keeps the experiment there (``studies/NAME/ray``), where a trial on host 2
-    can checkpoint too. From host 1's own project folder, the trials on host 2 fail at their
-    first checkpoint (tests/CLUSTER.md)."""
+    storage, with an MLflow server: Ray keeps the experiment there (``studies/NAME/ray``, no
+    ``experiment_path``), where a trial on host 2 can checkpoint too, and each node sees it.
+    (From host 1's own project folder the start is refused: tests/search/run/test_hosts.py.)"""
     h1, h2 = hosts
     url = hosts_postgres.url(hosts_postgres.createdb("spread"))
+    mlflow = start_mlflow(hosts, hosts_postgres.url(hosts_postgres.createdb("spread_mlflow")))
     project = hosts.shared / "project"
     study = tiny_study(project, "spread", num_samples=4, max_epochs=2, grace=2, concurrent=2)
     study.write_text(study.read_text() + f"storage: {url}\n")
     result = h1.run(search_py("start", study.name, "--address", ray_hosts), cwd=project,
-                    timeout=300, check=False)  # fmt: skip
+                    env={"MLFLOW_TRACKING_URI": mlflow}, timeout=300, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     ran_on = set()
     for trial in (project / "studies" / "spread" / "ray").glob("trial_*"):
@@ -170,7 +171,7 @@ def test_todays_cephtune_spreads_a_study_over_both_hosts_from_a_shared_project_f
         ran_on |= {json.loads(line)["node_ip"] for line in reports}
     assert ran_on == {h1.ip, h2.ip}  # one CPU per node, two trials at once: both hosts work
     study = optuna.load_study(study_name="spread", storage=url)
-    check_records(study, trial_runs(project, "spread"), 4)
+    check_records(study, trial_runs(project, "spread", mlflow), 4)
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
     # each host made the synthetic dataset in its own cache, at the path the driver chose
     for host in hosts:

@@ -29,6 +29,7 @@ from search.records.trials import (
     STATE_TAGS,
     attach_run,
     by_ray_id,
+    set_node,
 )
 
 SKIPPED_RESULT_KEYS = {"trial_id", "date", "hostname", "node_ip", "pid", "done", "config"}
@@ -54,6 +55,7 @@ class StudyLineage(Callback):
         self.metric = metric
         self._runs: dict[str, str] = {}
         self._logged: dict[str, int] = {}  # last epoch logged per Ray trial
+        self._nodes: dict[str, tuple[str, str]] = {}  # (node IP, host name) per Ray trial
         self._client: MlflowClient | None = None
         self._study: optuna.Study | None = None
 
@@ -108,6 +110,7 @@ class StudyLineage(Callback):
         run_id = self._runs.get(trial.trial_id)
         if run_id is None:
             return
+        self._note_node(trial.trial_id, run_id, result)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         if step <= self._logged.get(trial.trial_id, 0):
             # A retried trial re-runs the epochs since its checkpoint: Optuna keeps the first
@@ -124,6 +127,20 @@ class StudyLineage(Callback):
         ]
         self.client.log_batch(run_id, metrics=metrics, tags=resolved_tags(result))
 
+    def _note_node(self, ray_trial_id: str, run_id: str, result: dict) -> None:
+        """The node a trial reports from, on its Optuna trial and MLflow run: at its first
+        report, and again when a retry moved it to another node."""
+        node = (str(result.get("node_ip", "")), str(result.get("hostname", "")))
+        if not node[0] or self._nodes.get(ray_trial_id) == node:
+            return
+        frozen = self.optuna_trial(ray_trial_id)
+        if frozen is None or frozen.state != TrialState.RUNNING:
+            return
+        self._nodes[ray_trial_id] = node
+        set_node(self.study, frozen, *node)
+        tags = [RunTag("cephtune.node_ip", node[0]), RunTag("cephtune.hostname", node[1])]
+        self.client.log_batch(run_id, tags=tags)
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._finish(trial.trial_id)
 
@@ -133,6 +150,7 @@ class StudyLineage(Callback):
     def _finish(self, ray_trial_id: str) -> None:
         run_id = self._runs.pop(ray_trial_id, None)
         self._logged.pop(ray_trial_id, None)
+        self._nodes.pop(ray_trial_id, None)
         frozen = self.optuna_trial(ray_trial_id)
         if run_id is None or frozen is None:
             return

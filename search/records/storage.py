@@ -6,10 +6,12 @@ URLs arrive resolved (``Layout.url``: a relative sqlite path made absolute).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
@@ -27,6 +29,10 @@ _OPEN: dict[str, optuna.storages.RDBStorage] = {}
 # tables exist by then, so opening again succeeds.
 CREATE_RACE = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
 OPEN_ATTEMPTS = 5
+# How long a lost database server may take to come back mid-study before the driver stops
+# (seconds; ``CEPHTUNE_DB_WAIT_S`` overrides it).
+RECONNECT_S = 60
+WAIT_ENV = "CEPHTUNE_DB_WAIT_S"
 # The pip package that provides each SQLAlchemy driver a storage URL may name.
 DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary], in cephtune's postgres extra: pip install -e '.[postgres]'",
@@ -51,11 +57,17 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
         not resolved.startswith(SQLITE) or Path(resolved[len(SQLITE) :]).is_file()
     ):
         return found
-    engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if resolved.startswith(SQLITE) else {}
+    if resolved.startswith(SQLITE):
+        engine: dict = {"connect_args": {"timeout": SQLITE_BUSY_S}}
+    else:  # a server restarted mid-study left dead connections in the pool: test each first
+        engine = {"pool_pre_ping": True}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            _OPEN[resolved] = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)
-            return _OPEN[resolved]
+            storage = optuna.storages.RDBStorage(resolved, engine_kwargs=engine)
+            if not resolved.startswith(SQLITE):
+                sqlalchemy.event.listen(storage.engine, "do_connect", _reconnect)
+            _OPEN[resolved] = storage
+            return storage
         except CREATE_RACE as e:
             if attempt + 1 == OPEN_ATTEMPTS:
                 raise _cannot_open(url, where, e) from None
@@ -65,6 +77,35 @@ def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage
         except Exception as e:  # SQLAlchemy raises many types for a bad URL or unreachable server
             raise _cannot_open(url, where, e) from None
     raise AssertionError("unreachable")
+
+
+def reconnect_wait() -> float:
+    return float(os.environ.get(WAIT_ENV) or RECONNECT_S)
+
+
+def _reconnect(dialect, record, cargs: tuple, cparams: dict):
+    """A new connection to a database server, waiting up to ``reconnect_wait()`` for a server
+    that refuses: with ``pool_pre_ping`` it lets a study ride through a restart of its server
+    (the connections in the pool die with it; new ones are refused until it is back)."""
+    deadline = time.monotonic() + reconnect_wait()
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def lost(error: BaseException) -> BaseException | None:
+    """The database error behind ``error`` (a server that went away and did not come back in
+    time, an Optuna write that failed with it), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _cannot_open(url: str, where: str, error: Exception) -> ConfigError:

@@ -99,6 +99,19 @@ class Tracking:
                     os.environ[key] = value
 
 
+def server_lost(error: BaseException) -> BaseException | None:
+    """The failed HTTP request behind ``error`` (a tracking server that did not answer through
+    MLflow's retries, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``), or None."""
+    from requests.exceptions import RequestException
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RequestException):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def resolved_tags(result: dict) -> list[RunTag]:
     """What ``precision: auto`` and the device resolved to, as ``cephtune.<key>`` tags. Tags,
     not params: a run resumed elsewhere may land on another device."""

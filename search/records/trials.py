@@ -20,6 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 FAIL_REASON = "fail_reason"  # why a FAIL failed: nan_loss: …, error: …, worker_died: …
 RAY_TRIAL_ID = "ray_trial_id"  # the Ray trial that runs it
 MLFLOW_RUN_ID = "mlflow_run_id"  # its nested MLflow run
+NODE_IP = "node_ip"  # the Ray node it ran on (the last, when a retry moved it)
+HOSTNAME = "hostname"  # that node's host name
 INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 # Attributes of a study (``record_study``), read by resume, the summary, promote and the report.
@@ -108,6 +110,12 @@ def interrupt(study: optuna.Study, keep: Collection[str] = ()) -> list[FrozenTri
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         ended.append(storage.get_trial(trial._trial_id))
     return ended
+
+
+def set_node(study: optuna.Study, trial: FrozenTrial, ip: str, hostname: str) -> None:
+    """Where a running trial runs now (its first report, and again when a retry moved it)."""
+    study._storage.set_trial_user_attr(trial._trial_id, NODE_IP, ip)
+    study._storage.set_trial_user_attr(trial._trial_id, HOSTNAME, hostname)
 
 
 def attach_run(study: optuna.Study, trial: FrozenTrial, run_id: str) -> None:

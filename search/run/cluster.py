@@ -4,7 +4,6 @@ nodes can hold a trial's resources at all (Ray would otherwise wait for them for
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import ray
 
@@ -72,9 +71,9 @@ def check_resources(spec: StudySpec, cpu_only: bool) -> float:
     return gpu
 
 
-def unfinished_in_ray(folder: Path) -> frozenset[str]:
+def unfinished_in_ray(location: str) -> frozenset[str]:
     """The Ray trial ids ``Tuner.restore`` continues: unfinished in the saved experiment."""
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(str(folder)).trials
+    trials = ExperimentAnalysis(location).trials
     return frozenset(t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR"))

@@ -36,6 +36,16 @@ def prepare(spec: DatasetSpec) -> Path:
     return root.resolve()
 
 
+def prepare_at(spec: DatasetSpec, root: str) -> None:
+    """On a node of the cluster: the dataset the driver prepared at ``root``, at the same path
+    here (synthetic data generated if missing), checked as ``prepare`` checks it."""
+    if spec.format == "synthetic":
+        synth = SynthSpec(n=spec.n, width=spec.size[0], height=spec.size[1], seed=spec.seed)
+        ensure_dataset(synth, Path(root))
+    for split in ("train", "valid"):
+        load_split(Path(root), split, spec.annotator, spec.loader_format, verify=True)
+
+
 def mean_shape_baseline(root: Path, annotator: str, fmt: str = "aariz") -> float:
     """Valid-split MRE (mm) of predicting every landmark at its train-set mean position."""
     train = load_split(root, "train", annotator, fmt)

@@ -22,14 +22,14 @@ from ray import tune
 from search.layout import SQLITE, Layout, mask_url
 from search.records import trials
 from search.records.lineage import close_run, start_parent, sync_runs
-from search.records.storage import open_storage, open_study, study_exists
-from search.records.tracking import Tracking
-from search.run import datasets, tuner
+from search.records.storage import lost, open_storage, open_study, reconnect_wait, study_exists
+from search.records.tracking import Tracking, server_lost
+from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
 from search.spec.study import StudySpec, load_study
 from trainables.data.cache import resolve_cache_dir
-from trainables.errors import ConfigError
+from trainables.errors import CephtuneError, ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,12 @@ def start(
     data_root = datasets.prepare(spec.dataset)
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
+    track = Tracking(layout)
+    nodes.check_cluster(spec, layout, data_root, track.uri)
     url, where = layout.url(spec.storage), f"{spec.path}: storage"
     if not url.startswith(SQLITE):
         open_storage(url, where)  # an unreachable server fails before the lock file
-    track = Tracking(layout)
-    with study_lock(layout, spec.name):
+    with study_lock(layout, spec.name, url):
         storage = open_storage(url, where)  # a new sqlite file only once we hold the lock
         if study_exists(storage, spec.name):
             if not fresh:
@@ -71,6 +72,8 @@ def start(
             for entry in layout.study_dir(spec.name).iterdir():  # all but the lock we hold
                 if entry != layout.lock_file(spec.name):
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if spec.experiment_path is not None:
+                _delete(layout.experiments(spec.name, spec.experiment_path))
         direction = "minimize" if spec.mode == "min" else "maximize"
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and still there
@@ -95,8 +98,8 @@ def start(
                 trials.MLFLOW_PARENT_RUN_ID: parent,
             },
         )
-        folder = layout.experiment_dir(spec.name)
-        run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=True)
+        experiments = layout.experiments(spec.name, spec.experiment_path)
+        run = tuner.build(spec, study, url, track.uri, experiments, "ray", gpu, warm_start=True)
         return Outcome(spec, layout, data_root, _run(run, spec, study, track))
 
 
@@ -114,7 +117,9 @@ def resume(
             "(it has no study_file); there is nothing to resume"
         )
     layout = Layout(Path(attrs.get(trials.PROJECT, here.root)))
-    if not layout.root.is_dir():
+    if not layout.root.is_dir() and attrs.get(trials.SPEC, {}).get("experiment_path"):
+        layout = here  # another machine: the experiment is at experiment_path, not there
+    elif not layout.root.is_dir():
         raise ConfigError(
             f"study {name!r} was started in {layout.root}, which is gone; its Ray experiment "
             "and MLflow store were there"
@@ -136,11 +141,14 @@ def resume(
     data_root = datasets.prepare(spec.dataset)
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
-    with study_lock(layout, name):
+    nodes.check_cluster(spec, layout, data_root, track.uri)
+    url = here.url(storage_url)
+    with study_lock(layout, name, url):
         if len(trials.finished(study)) >= spec.num_samples:
             settle(study, track)
             return Outcome(spec, layout, data_root, True)
-        folder = layout.experiment_dir(name, attrs[trials.RAY_RUN])
+        experiments = layout.experiments(name, spec.experiment_path)
+        folder = f"{experiments}/{attrs[trials.RAY_RUN]}"
         if tuner.can_restore(folder):
             # Trials Ray will not continue (it saved the experiment before they started) are
             # interrupted now, so the searcher's count of running trials is true.
@@ -148,15 +156,46 @@ def resume(
             run = tuner.restore(folder, spec, gpu)
         else:  # the driver died before Ray saved anything: replace the lost trials
             _interrupt(study, track)
-            folder = layout.experiment_dir(name, f"ray-{len(study.trials)}")
+            run_name = f"ray-{len(study.trials)}"
             url = layout.url(spec.storage)
-            run = tuner.build(spec, study, url, track.uri, folder, gpu, warm_start=False)
+            run = tuner.build(
+                spec, study, url, track.uri, experiments, run_name, gpu, warm_start=False
+            )
         return Outcome(spec, layout, data_root, _run(run, spec, study, track))
 
 
+def _delete(location: str) -> None:
+    """A study's Ray experiments at ``experiment_path`` (``start --fresh``): a folder or URI."""
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(
+        location if "://" in location else Path(location).as_uri()
+    )
+    filesystem.delete_dir_contents(path, missing_dir_ok=True)
+
+
 def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
-    """Fit; True when the study reached ``num_samples`` finished trials."""
-    tuner.fit(run)
+    """Fit; True when the study reached ``num_samples`` finished trials. A database server or
+    MLflow tracking server that went away for longer than the driver waits for it stops the
+    driver with one line that says how to continue."""
+    try:
+        tuner.fit(run)
+    except Exception as e:
+        hint = (
+            f"what was recorded is kept: once it is back, continue with `python search.py "
+            f"resume {spec.name} --storage {mask_url(spec.storage)}`"
+        )
+        if not spec.storage.startswith(SQLITE) and (cause := lost(e)) is not None:
+            raise CephtuneError(
+                f"{spec.path}: storage: the database was lost mid-study and not back within "
+                f"{reconnect_wait():g} s ({mask_url(first_line(cause, with_type=True))}); {hint}"
+            ) from None
+        if (cause := server_lost(e)) is not None:
+            raise CephtuneError(
+                f"MLFLOW_TRACKING_URI: the MLflow tracking server {mask_url(track.uri)} failed "
+                f"mid-study ({mask_url(first_line(cause, with_type=True))}); {hint}"
+            ) from None
+        raise
     if len(trials.finished(study)) < spec.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
     settle(study, track)

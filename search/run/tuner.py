@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -50,13 +49,15 @@ def build(
     study: optuna.Study,
     storage_url: str,
     tracking_uri: str,
-    folder: Path,
+    experiments: str,
+    run: str,
     gpu: float,
     warm_start: bool,
 ) -> tune.Tuner:
-    """A new Ray experiment in ``folder`` for the trials the study still lacks (the searcher
-    counts them in the storage: Ray itself is given no sample limit)."""
-    trials.record_study(study, {trials.RAY_RUN: folder.name})
+    """A new Ray experiment ``run`` in ``experiments`` (a folder or URI) for the trials the
+    study still lacks (the searcher counts them in the storage: Ray itself is given no sample
+    limit)."""
+    trials.record_study(study, {trials.RAY_RUN: run})
     attrs = study.user_attrs
     points = [dict(p) for p in spec.space.warm_start] if warm_start else []
     searcher = StudySearch(
@@ -91,8 +92,8 @@ def build(
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name,
-            storage_path=str(folder.parent),
+            name=run,
+            storage_path=experiments,
             stop=SkipClosedTrials(storage_url, spec.name),
             # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
             # has the same metrics, and tensorboardX costs the driver a torch import.
@@ -106,16 +107,16 @@ def build(
     )
 
 
-def can_restore(folder: Path) -> bool:
-    """Whether Ray saved an experiment in ``folder`` that ``restore`` can continue."""
-    return tune.Tuner.can_restore(str(folder))
+def can_restore(location: str) -> bool:
+    """Whether Ray saved an experiment at ``location`` that ``restore`` can continue."""
+    return tune.Tuner.can_restore(location)
 
 
-def restore(folder: Path, spec: StudySpec, gpu: float) -> tune.Tuner:
-    """The saved Ray experiment in ``folder``: unfinished trials continue from their last
+def restore(location: str, spec: StudySpec, gpu: float) -> tune.Tuner:
+    """The saved Ray experiment at ``location``: unfinished trials continue from their last
     checkpoint (the searcher and callbacks come back with their saved state)."""
     return tune.Tuner.restore(
-        str(folder), resourced(spec, gpu), resume_unfinished=True, resume_errored=False
+        location, resourced(spec, gpu), resume_unfinished=True, resume_errored=False
     )
 
 

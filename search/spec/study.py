@@ -24,6 +24,9 @@ Schema (``studies/*.yaml``)::
     max_failures: 0                   # retries of a trial whose worker died or raised
     seed: 0
     storage: sqlite:///studies/optuna.db   # optional; relative sqlite paths: current directory
+    experiment_path: /nfs/cephtune    # optional: where Ray keeps the experiment (trial folders,
+                                      # checkpoints): a folder every node sees, or a URI
+                                      # (s3://bucket/x, gs://…); default studies/NAME/ray
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ FILE_KEYS = (  # the keys a study file may have
     "max_failures",
     "seed",
     "storage",
+    "experiment_path",
 )
 REQUIRED = ("name", "dataset", "space", "num_samples", "max_epochs")
 
@@ -119,6 +123,7 @@ class StudySpec:
     max_failures: int = 0  # Ray FailureConfig: retries before a trial is FAIL
     seed: int = 0
     storage: str = DEFAULT_STORAGE
+    experiment_path: str | None = None  # None: studies/NAME in the project folder
 
     def record(self) -> dict[str, Any]:
         """The spec as JSON data, stored with the Optuna study and compared on resume. A
@@ -194,6 +199,9 @@ def load_study(path: Path | str) -> StudySpec:
             f"must be a SQLAlchemy URL such as {DEFAULT_STORAGE} or "
             f"postgresql://USER@HOST/DB, got {storage!r}",
         )
+    experiment_path = raw.get("experiment_path")
+    if experiment_path is not None:
+        experiment_path = _experiment_path(check, experiment_path, path.parent)
     return StudySpec(
         path=str(path),
         name=raw["name"],
@@ -210,7 +218,17 @@ def load_study(path: Path | str) -> StudySpec:
         max_failures=check.integer(raw.get("max_failures", 0), "max_failures", minimum=0),
         seed=check.integer(raw.get("seed", 0), "seed", minimum=0),
         storage=storage,
+        experiment_path=experiment_path,
     )
+
+
+def _experiment_path(check: Checker, raw: Any, base: Path) -> str:
+    """A URI as given; a folder made absolute against the study file's folder."""
+    text = check.string(raw, "experiment_path")
+    if URL_RE.match(text) and not text.startswith("file://"):
+        return text
+    folder = Path(text.removeprefix("file://"))
+    return str(folder if folder.is_absolute() else (base / folder).resolve())
 
 
 def _asha(check: Checker, raw: Any, max_epochs: int) -> Asha | None:

@@ -117,6 +117,8 @@ def driver(project: Path, cache_dir: Path, *args: str) -> subprocess.Popen:
 
 def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
     study_file = tiny_study(project, "crash", num_samples=4, max_epochs=3, grace=1, seed=1)
+    # Ray's experiment where the study file says (relative: to the study file's folder)
+    study_file.write_text(study_file.read_text() + "experiment_path: ray-experiments\n")
     run = driver(project, cache_dir, "start", str(study_file))
     db = project / "studies" / "optuna.db"
     try:
@@ -130,6 +132,10 @@ def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, c
     study = assert_consistent(project, "crash", 4)
     done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+    assert study.user_attrs["spec"]["experiment_path"] == str(project / "ray-experiments")
+    experiments = project / "ray-experiments" / "crash"
+    assert (experiments / "ray").is_dir() and any(experiments.glob("ray*/trial_*"))
+    assert not (project / "studies" / "crash" / "ray").exists()
 
 
 def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed_spec(

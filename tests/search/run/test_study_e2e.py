@@ -76,8 +76,12 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
 
 def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys):
     study_file = tiny_study(project, name="again", num_samples=2, max_epochs=1, grace=1)
+    experiments = project / "shared" / "again"  # experiment_path/NAME
+    study_file.write_text(study_file.read_text() + f"experiment_path: {experiments.parent}\n")
     assert main(["start", str(study_file)]) == 0
     capsys.readouterr()
+    first = {p.name for p in experiments.glob("ray/trial_*")}
+    assert len(first) == 2
 
     assert main(["start", str(study_file)]) == 2
     err = capsys.readouterr().err.strip()
@@ -87,6 +91,8 @@ def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys
 
     assert main(["start", str(study_file), "--fresh"]) == 0
     assert len(optuna.load_study(study_name="again", storage=storage).trials) == 2
+    trials = {p.name for p in experiments.glob("ray/trial_*")}  # the old experiment deleted
+    assert len(trials) == 2 and trials.isdisjoint(first)
     client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("again")
     assert len(runs_of(client, experiment.experiment_id)[1]) == 2

@@ -75,6 +75,35 @@ def test_a_second_driver_on_the_same_study_refuses(project, capsys):
     assert not (project / "studies" / "optuna.db").exists()
 
 
+def test_a_second_driver_elsewhere_on_the_same_postgres_study_refuses(
+    project, tmp_path_factory, postgres, capsys
+):
+    """The file lock is per project folder; with a PostgreSQL storage an advisory lock in the
+    database refuses a driver in another folder (or on another machine), even with --fresh."""
+    import os
+    import socket
+
+    import optuna
+
+    from search.layout import Layout
+    from search.run.lock import study_lock
+
+    url = postgres.url(postgres.createdb("locked"))
+    elsewhere = Layout(tmp_path_factory.mktemp("elsewhere"))
+    with study_lock(elsewhere, "busy", url):
+        study_file = study_files(project, "busy", num_samples=1, max_epochs=1)
+        study_file.write_text(study_file.read_text() + f"storage: {url}\n")
+        assert main(["start", str(study_file), "--fresh"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: study 'busy' is already being run by cephtune driver pid {os.getpid()} on "
+        f"{socket.gethostname()} (its lock in {url})"
+    ]
+    assert optuna.get_all_study_names(url) == []
+    with study_lock(elsewhere, "busy", url):  # released when its holder let go
+        pass
+
+
 # The first point raises in its trial (the weights file is missing; nothing checks a file
 # before the trial loads it), the second's loss goes NaN, the third completes.
 FAILING_SPACE = """\

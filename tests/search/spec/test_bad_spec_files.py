@@ -78,6 +78,11 @@ CASES: list[Case] = [
         ("bad.yaml", "storage must be a SQLAlchemy URL", "'studies/other.db'"),
     ),
     Case(
+        "study-experiment-path-not-a-string",
+        study("experiment_path: [s3://bucket]"),
+        ("bad.yaml", "experiment_path must be a non-empty string", "['s3://bucket']"),
+    ),
+    Case(
         "study-file-missing",
         lambda ctx: ["start", str(ctx.project / "nowhere.yaml")],
         ("nowhere.yaml", "file not found"),
