@@ -18,6 +18,9 @@ from trainables.shape import STRIDES, Size, canonical, size_rule
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TRAIN_ON = ("train", "train+valid")
+# Reported every epoch: epochs trained since the warmup ended (0 during it). ASHA's rungs count
+# this, so that a rung never compares a trial still ramping its learning rate with one past it.
+EPOCHS_AFTER_WARMUP = "epochs_after_warmup"
 # Named settings: the registries that own the names (none of them imports torch, so the driver
 # checks a space or study file against them).
 CHOICES: dict[str, tuple[str, ...]] = {

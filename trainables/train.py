@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trainables.config import TrainConfig
+from trainables.config import EPOCHS_AFTER_WARMUP, TrainConfig
 from trainables.eval import heatmap
 from trainables.eval.inference import errors_mm
 from trainables.eval.metrics import summarize
@@ -165,6 +165,7 @@ def run_training(
                 metrics.update(summarize(errors))
                 metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
                 metrics["input_px"] = float(long_side(run.size))
+                metrics[EPOCHS_AFTER_WARMUP] = max(0, run.epoch - cfg.warmup_epochs)
                 if run.best is None or metrics["mre_mm"] < run.best:
                     run.best = metrics["mre_mm"]
                 report(metrics, run.state)

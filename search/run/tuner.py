@@ -20,6 +20,7 @@ from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
 from search.spec.samplers import make_sampler
 from search.spec.space import Space
 from search.spec.study import StudySpec
+from trainables.config import EPOCHS_AFTER_WARMUP
 from trainables.trial import trainable
 
 
@@ -85,7 +86,7 @@ def build(
             metric=spec.metric,
             mode=spec.mode,
             search_alg=searcher,
-            scheduler=_scheduler(spec),
+            scheduler=scheduler(spec),
             num_samples=-1,  # no limit of Ray's own: the searcher counts in the storage
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=True,
@@ -120,12 +121,15 @@ def restore(location: str, spec: StudySpec, gpu: float) -> tune.Tuner:
     )
 
 
-def _scheduler(spec: StudySpec) -> TrialScheduler:
-    """ASHA on the study's metric, or none (FIFO: every trial runs ``max_epochs``)."""
+def scheduler(spec: StudySpec) -> TrialScheduler:
+    """ASHA on the study's metric, or none (FIFO: every trial runs ``max_epochs``). Rungs are
+    at epochs after warmup (``EPOCHS_AFTER_WARMUP``): a trial with warmup w meets its first rung
+    at epoch w + grace, when it is compared with others past their warmup too. It still stops at
+    ``max_epochs`` (its ``epochs``), so ASHA's ``max_t`` only needs to be out of the way."""
     if spec.asha is None:
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr=EPOCHS_AFTER_WARMUP,
         max_t=spec.max_epochs,
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,

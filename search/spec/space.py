@@ -126,3 +126,23 @@ class Space:
                 dist, _ = p.pick(values)
                 values[p.name] = dist.suggest(trial)
         return dict(self.fixed)
+
+    def largest(self, name: str, default: float) -> float:
+        """The largest value a trial can get for the numeric setting ``name``: fixed, searched
+        (any case of its range), or the trainable's ``default`` where it is not searched or its
+        ``when`` can leave it unsampled."""
+        if name in self.fixed:
+            return self.fixed[name]
+        param = next((p for p in self.params if p.name == name), None)
+        if param is None:
+            return default
+        ranges = (param, *(case.param for case in param.cases))
+        values = [
+            v
+            for p in ranges
+            for v in (p.choices if p.kind == "categorical" else (p.high,))
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        if param.when:
+            values.append(default)
+        return max(values, default=default)

@@ -16,7 +16,11 @@ Schema (``studies/*.yaml``)::
     num_samples: 8
     max_epochs: 8
     asha: {grace_period: 2, reduction_factor: 2}   # or `asha: false`: every trial runs max_epochs
-    sampler: tpe                      # tpe | random (a baseline to compare TPE against)
+                                      # rungs count epochs after warmup; refused when the
+                                      # largest warmup_epochs + grace_period > max_epochs
+    sampler: tpe                      # tpe | random (a baseline to compare TPE against), or
+                                      # {name: tpe, n_startup_trials: 5, multivariate: true,
+                                      #  group: true, constant_liar: true} (these defaults)
     resources: {cpu: 1, gpu: 0}       # per trial; gpu <= 1, may be fractional
     autoscaling: false                # true: the cluster adds nodes on demand (skip the check
                                       # that some node can hold a trial's resources)
@@ -38,11 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import DEFAULT_STORAGE, mask_url
-from search.spec.samplers import SAMPLERS
+from search.spec.samplers import SAMPLERS, TPE_OPTIONS, SamplerSpec
 from search.spec.space import Space
 from search.spec.space_file import load_space
 from search.spec.trial_keys import STUDY_SET_KEYS
 from search.spec.yamlfile import Checker, load_mapping
+from trainables.config import TrainConfig
 from trainables.data.formats import FORMATS
 from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
@@ -88,7 +93,8 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Asha:
-    """ASHA early stopping on the study's metric, with rungs at grace * factor^k epochs."""
+    """ASHA early stopping on the study's metric, with rungs at grace * factor^k epochs after
+    a trial's warmup, so that every rung compares trials that are all past their warmup."""
 
     grace_period: int = 1
     reduction_factor: int = 2
@@ -117,7 +123,7 @@ class StudySpec:
     num_samples: int
     max_epochs: int
     asha: Asha | None  # None: no early stopping, every trial runs max_epochs
-    sampler: str = "tpe"
+    sampler: SamplerSpec = SamplerSpec()
     resources: Resources = Resources()
     max_concurrent_trials: int | None = None
     max_failures: int = 0  # Ray FailureConfig: retries before a trial is FAIL
@@ -211,8 +217,8 @@ def load_study(path: Path | str) -> StudySpec:
         mode=_mode(check, raw.get("mode"), metric),
         num_samples=check.integer(raw["num_samples"], "num_samples", minimum=1),
         max_epochs=max_epochs,
-        asha=_asha(check, raw.get("asha", {}), max_epochs),
-        sampler=check.string(raw.get("sampler", "tpe"), "sampler", SAMPLERS),
+        asha=_asha(check, raw.get("asha", {}), max_epochs, space),
+        sampler=_sampler(check, raw.get("sampler", "tpe")),
         resources=_resources(check, raw.get("resources", {}), raw.get("autoscaling", False)),
         max_concurrent_trials=concurrent,
         max_failures=check.integer(raw.get("max_failures", 0), "max_failures", minimum=0),
@@ -231,7 +237,31 @@ def _experiment_path(check: Checker, raw: Any, base: Path) -> str:
     return str(folder if folder.is_absolute() else (base / folder).resolve())
 
 
-def _asha(check: Checker, raw: Any, max_epochs: int) -> Asha | None:
+def _sampler(check: Checker, raw: Any) -> SamplerSpec:
+    if not isinstance(raw, dict):
+        return SamplerSpec(check.string(raw, "sampler", SAMPLERS))
+    check.keys(raw, ("name", *TPE_OPTIONS), prefix="sampler.")
+    name = check.string(raw.get("name", "tpe"), "sampler.name", SAMPLERS)
+    if name != "tpe" and set(raw) - {"name"}:
+        extra = sorted(set(raw) - {"name"})[0]
+        raise check.fail(f"sampler.{extra}", f"is a TPE option; sampler {name!r} takes none")
+    default = SamplerSpec()
+    startup = raw.get("n_startup_trials", default.n_startup_trials)
+    flags = {}
+    for key in ("multivariate", "group", "constant_liar"):
+        flags[key] = raw.get(key, getattr(default, key))
+        if not isinstance(flags[key], bool):
+            raise check.fail(f"sampler.{key}", f"must be true or false, got {flags[key]!r}")
+    if flags["group"] and not flags["multivariate"]:
+        raise check.fail("sampler.group", "needs multivariate: true (Optuna's TPE)")
+    return SamplerSpec(
+        name,
+        n_startup_trials=check.integer(startup, "sampler.n_startup_trials", minimum=0),
+        **flags,
+    )
+
+
+def _asha(check: Checker, raw: Any, max_epochs: int, space: Space) -> Asha | None:
     if raw is False:
         return None
     if not isinstance(raw, dict):
@@ -241,6 +271,15 @@ def _asha(check: Checker, raw: Any, max_epochs: int) -> Asha | None:
     if grace > max_epochs:
         raise check.fail("asha.grace_period", f"must be <= max_epochs ({max_epochs}), got {grace}")
     factor = check.integer(raw.get("reduction_factor", 2), "asha.reduction_factor", minimum=2)
+    warmup = space.largest("warmup_epochs", TrainConfig.warmup_epochs)
+    if warmup + grace > max_epochs:
+        raise check.fail(
+            "asha.grace_period",
+            f"rungs count epochs after warmup: the space can sample warmup_epochs {warmup:g}, "
+            f"and {warmup:g} + grace_period {grace} > max_epochs ({max_epochs}), so such a "
+            "trial would never reach a rung; lower the warmup range or grace_period, or raise "
+            "max_epochs",
+        )
     return Asha(grace, factor)
 
 
