@@ -51,7 +51,7 @@ dataset: {{format: synthetic, n: {n}, size: [386, 480], seed: 0}}
 space: space.yaml
 num_samples: 8
 max_epochs: {epochs}
-asha: {{grace_period: 2, reduction_factor: 2}}
+asha: {{grace_period: 1, reduction_factor: 2}}  # rungs after the 1-epoch warmup
 resources: {{cpu: {cpu}, gpu: 0.25}}
 max_concurrent_trials: 4
 seed: 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+
 import optuna
 
 SAMPLERS = ("tpe", "random")  # random: a baseline to compare the search against
@@ -48,4 +49,3 @@ def make_sampler(spec: SamplerSpec, seed: int) -> optuna.samplers.BaseSampler:
             group=spec.group,
             constant_liar=spec.constant_liar,
         )
-

@@ -139,6 +139,8 @@ class StudySpec:
         out = asdict(self)
         out["path"] = _absolute(self.path)
         out["storage"] = mask_url(self.storage)
+        if self.sampler.name != "tpe":  # the TPE options do not apply
+            out["sampler"] = {"name": self.sampler.name}
         if self.dataset.root is not None:
             out["dataset"]["root"] = _absolute(self.dataset.root)
         out["space"] = {
@@ -271,14 +273,21 @@ def _asha(check: Checker, raw: Any, max_epochs: int, space: Space) -> Asha | Non
     if grace > max_epochs:
         raise check.fail("asha.grace_period", f"must be <= max_epochs ({max_epochs}), got {grace}")
     factor = check.integer(raw.get("reduction_factor", 2), "asha.reduction_factor", minimum=2)
-    warmup = space.largest("warmup_epochs", TrainConfig.warmup_epochs)
+    default = TrainConfig.warmup_epochs
+    warmup = space.largest("warmup_epochs", default)
     if warmup + grace > max_epochs:
+        searched = any(p.name == "warmup_epochs" for p in space.params)
+        source = (
+            f"the space can sample warmup_epochs {warmup:g}"
+            if searched
+            else f"warmup_epochs is {warmup:g}"
+            + ("" if "warmup_epochs" in space.fixed else " (the trainable's default)")
+        )
         raise check.fail(
             "asha.grace_period",
-            f"rungs count epochs after warmup: the space can sample warmup_epochs {warmup:g}, "
-            f"and {warmup:g} + grace_period {grace} > max_epochs ({max_epochs}), so such a "
-            "trial would never reach a rung; lower the warmup range or grace_period, or raise "
-            "max_epochs",
+            f"rungs count epochs after warmup, and {source}: {warmup:g} + grace_period {grace} "
+            f"> max_epochs ({max_epochs}), so such a trial never reaches a rung; lower the "
+            "warmup or grace_period, or raise max_epochs",
         )
     return Asha(grace, factor)
 

@@ -51,6 +51,33 @@ def test_asha_stops_are_pruned_with_every_intermediate_value(project, ray_cluste
             assert run.data.tags["cephtune.state"] == "pruned"
 
 
+WARMUP_SPACE = (
+    SPACE.replace("  warmup_epochs: 0\n", "").replace(
+        "params:\n", "params:\n  warmup_epochs: {type: int, low: 0, high: 2}\n"
+    )
+    + """warm_start:
+  - {warmup_epochs: 0, lr: 3.0e-3, loss: adaptive_wing}
+  - {warmup_epochs: 2, lr: 1.0e-4, loss: heatmap}
+  - {warmup_epochs: 2, lr: 1.0e-4, loss: adaptive_wing}
+"""
+)
+
+
+def test_asha_rungs_compare_trials_after_their_warmup(project, ray_cluster):
+    """A trial still ramping its learning rate is not compared with one past its warmup: its
+    first rung is at epoch warmup + grace. The first point (no warmup) sets rung 1; the two with
+    a 2-epoch warmup at a tenth of its learning rate would lose at epoch 1, mid-warmup."""
+    path = study_files(project, "warm", num_samples=3, max_epochs=4, space=WARMUP_SPACE)
+    assert main(["start", str(path)]) == 0
+    study = optuna_study(project, "warm")
+    assert [t.params["warmup_epochs"] for t in study.trials] == [0, 2, 2]
+    for trial in study.trials:  # grace 1: every trial trains past its warmup before a rung
+        assert len(trial.intermediate_values) >= trial.params["warmup_epochs"] + 1, trial
+    runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "warm")}
+    epochs = len(study.trials[1].intermediate_values)
+    assert runs["1"].data.metrics["epochs_after_warmup"] == epochs - 2
+
+
 def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(project, ray_cluster):
     study_file = study_files(project, "baseline", num_samples=3, max_epochs=2, concurrent=2)
     lines = [line for line in study_file.read_text().splitlines() if not line.startswith("asha")]
@@ -59,7 +86,7 @@ def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(pro
     study = optuna_study(project, "baseline")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
-    assert study.user_attrs["spec"]["sampler"] == "random"
+    assert study.user_attrs["spec"]["sampler"] == {"name": "random"}
     assert study.user_attrs["spec"]["asha"] is None
 
 

@@ -58,6 +58,26 @@ CASES: list[Case] = [
         ("bad.yaml", "asha.grace_period must be <= max_epochs (2), got 5"),
     ),
     Case(
+        "study-grace-period-inside-the-warmup",
+        study(space=params(LR, "warmup_epochs: {type: int, low: 0, high: 2}")),
+        ("bad.yaml", "asha.grace_period", "the space can sample warmup_epochs 2", "max_epochs (2)"),
+    ),
+    Case(
+        "study-grace-period-inside-the-default-warmup",
+        study(space=params(LR)),
+        ("bad.yaml", "asha.grace_period", "warmup_epochs is 5 (the trainable's default)"),
+    ),
+    Case(
+        "study-sampler-option-of-random",
+        study("sampler: {name: random, n_startup_trials: 3}"),
+        ("bad.yaml", "sampler.n_startup_trials is a TPE option; sampler 'random' takes none"),
+    ),
+    Case(
+        "study-sampler-flag-not-a-bool",
+        study("sampler: {constant_liar: 1}"),
+        ("bad.yaml", "sampler.constant_liar must be true or false, got 1"),
+    ),
+    Case(
         "study-reduction-factor-1",
         study("asha: {grace_period: 1, reduction_factor: 1}"),
         ("bad.yaml", "asha.reduction_factor must be >= 2, got 1"),

@@ -71,6 +71,12 @@ STUDY_CASES = [
     ("asha: {grace_period: 1, reduction_factor: 1}\n", "asha.reduction_factor must be >= 2"),
     ("asha: true\n", "asha must be a mapping or false"),
     ("sampler: grid\n", "sampler must be one of tpe, random"),
+    ("sampler: {name: cmaes}\n", "sampler.name must be one of tpe, random"),
+    ("sampler: {name: tpe, startup: 3}\n", "unknown key 'sampler.startup'"),
+    ("sampler: {n_startup_trials: -1}\n", "sampler.n_startup_trials must be >= 0"),
+    ("sampler: {multivariate: yes please}\n", "sampler.multivariate must be true or false"),
+    ("sampler: {name: random, constant_liar: true}\n", "sampler.constant_liar is a TPE option"),
+    ("sampler: {multivariate: false}\n", "sampler.group needs multivariate: true"),
     ("mode: minimum\n", "mode must be one of min, max"),
     ("metric: accuracy\n", "metric must be one of"),
     ("resources: {cpu: 0}\n", "resources.cpu must be > 0"),
@@ -94,6 +100,56 @@ def test_study_rule(tmp_path, override, message):
     line = str(info.value)
     assert message in line and "\n" not in line
     assert "yaml:" in line  # names the file
+
+
+@pytest.mark.parametrize(
+    "space,message",
+    [
+        (
+            TINY_SPACE + "  # searched below\n",
+            "the space can sample warmup_epochs 3: 3 + grace_period 2 > max_epochs (4)",
+        ),
+        (TINY_SPACE.replace("warmup_epochs: 0", "warmup_epochs: 3"), "warmup_epochs is 3:"),
+        (
+            TINY_SPACE.replace("  warmup_epochs: 0\n", ""),
+            "warmup_epochs is 5 (the trainable's default): 5 + grace_period 2 > max_epochs (4)",
+        ),
+    ],
+)
+def test_a_grace_period_inside_the_warmup_is_refused(tmp_path, space, message):
+    """ASHA counts rungs after each trial's warmup; a trial whose warmup leaves no room for the
+    first rung would never be compared, so the study file is refused, naming the warmup."""
+    if "searched below" in space:  # warmup searched, 0..3
+        searched = "params:\n  warmup_epochs: {type: int, low: 0, high: 3}\n"
+        space = space.replace("  warmup_epochs: 0\n", "").replace("params:\n", searched)
+    path = tiny_study(tmp_path, max_epochs=4, grace=2, space=space)
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    line = str(info.value)
+    assert f"{path}: asha.grace_period" in line and message in line and "\n" not in line
+    # The same study fits once max_epochs leaves room for the first rung after the warmup.
+    path = tiny_study(tmp_path, max_epochs=7, grace=2, space=space)
+    assert load_study(path).asha.grace_period == 2
+
+
+def test_sampler_options_reach_optuna_and_default_to_the_measured_ones(tmp_path):
+    from search.spec.samplers import make_sampler
+
+    path = tiny_study(tmp_path)
+    spec = load_study(path)
+    assert spec.record()["sampler"] == {
+        "name": "tpe",
+        "n_startup_trials": 5,
+        "multivariate": True,
+        "group": True,
+        "constant_liar": True,
+    }
+    text = path.read_text() + "sampler: {n_startup_trials: 2, constant_liar: false}\n"
+    spec = load_study(write(path, text))
+    sampler = make_sampler(spec.sampler, seed=0)
+    # Optuna keeps its options private; these are the attributes TPESampler reads them from.
+    assert sampler._n_startup_trials == 2 and sampler._constant_liar is False
+    assert sampler._multivariate and sampler._group
 
 
 def test_every_shipped_space_and_study_loads():
