@@ -7,11 +7,15 @@ process imports them on its first trial (and keeps them: Ray reuses the actor).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# Beside it: the epoch it holds, which the driver reads without torch when it must re-point a
+# trial at a checkpoint (``search.run.recovery``). Ray's training_iteration is that epoch.
+EPOCH_NAME = "epoch.json"
 
 
 def trainable(config: dict[str, Any]) -> None:
@@ -48,6 +52,7 @@ def trainable(config: dict[str, Any]) -> None:
             return
         with tempfile.TemporaryDirectory() as folder:
             checkpoint.save(Path(folder) / CHECKPOINT_NAME, state())
+            (Path(folder) / EPOCH_NAME).write_text(json.dumps({"epoch": metrics["epoch"]}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     with gpu_share(device, share):

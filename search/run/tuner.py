@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from search.records import trials
 from search.records.lineage import StudyLineage
 from search.records.storage import open_storage
+from search.run.recovery import NewestCheckpoint
 from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
 from search.spec.samplers import make_sampler
 from search.spec.space import Space
@@ -98,7 +99,13 @@ def build(
             stop=SkipClosedTrials(storage_url, spec.name),
             # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
             # has the same metrics, and tensorboardX costs the driver a torch import.
-            callbacks=[LiveTrials(), lineage, CSVLoggerCallback(), JsonLoggerCallback()],
+            callbacks=[
+                LiveTrials(),
+                NewestCheckpoint(),
+                lineage,
+                CSVLoggerCallback(),
+                JsonLoggerCallback(),
+            ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             # A trial whose worker died or raised is retried from its last checkpoint this
             # many times before it is FAIL; the Optuna trial and MLflow run carry on.

@@ -28,7 +28,15 @@ from optuna.trial import TrialState
 
 from search.cli import main
 from search.records.trials import FAIL_REASON, INTERRUPTED
-from tests.helpers import REPO, check_records, mlflow_url, optuna_study, tiny_study, trial_runs
+from tests.helpers import (
+    REPO,
+    TINY_SPACE,
+    check_records,
+    mlflow_url,
+    optuna_study,
+    tiny_study,
+    trial_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -136,6 +144,50 @@ def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, c
     experiments = project / "ray-experiments" / "crash"
     assert (experiments / "ray").is_dir() and any(experiments.glob("ray*/trial_*"))
     assert not (project / "studies" / "crash" / "ray").exists()
+
+
+def test_a_trial_resumes_from_the_newest_checkpoint_on_storage_whatever_ray_saved(
+    project, ray_cluster, cache_dir
+):
+    """Ray deletes a trial's older checkpoints as it registers a new one but names the latest
+    in its saved experiment only later; a driver killed in between leaves a state naming a
+    checkpoint that is gone (seen when a driver's host died, tests/search/run/test_hosts.py).
+    Simulated here: after the kill, the newest checkpoint of a trial is renamed and the rest
+    deleted, so what Ray saved is gone whichever it names. The trial goes on from the newest
+    checkpoint on storage, not from scratch and not FAIL."""
+    space = TINY_SPACE + "  checkpoint_every: 1\n"
+    study_file = tiny_study(project, "gone", 2, max_epochs=4, grace=4, concurrent=1, space=space)
+    study_file.write_text(study_file.read_text() + "experiment_path: ray-experiments\n")
+    run = driver(project, cache_dir, "start", str(study_file))
+    db = project / "studies" / "optuna.db"
+    try:
+        wait_for(lambda: reported(db, 0) >= 2 or run.poll() is not None, "trial 0's 2nd epoch")
+        assert run.poll() is None, "the study ended before it could be interrupted"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    moved = 0
+    for trial in (project / "ray-experiments" / "gone").glob("ray*/trial_*"):
+        kept = sorted(trial.glob("checkpoint_*"))
+        if kept:
+            *older, newest = kept
+            newest.rename(trial / f"checkpoint_{int(newest.name.split('_')[1]) + 100:06d}")
+            for folder in older:
+                shutil.rmtree(folder)
+            moved += 1
+    assert moved >= 1, "no trial had saved a checkpoint"
+
+    assert main(["resume", "gone"]) == 0
+    study = assert_consistent(project, "gone", 2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    first = next(
+        r for r in trial_runs(project, "gone") if r.data.tags["cephtune.optuna_trial"] == "0"
+    )
+    history = MlflowClient(mlflow_url(project)).get_metric_history(
+        first.info.run_id, "iterations_since_restore"
+    )
+    restarts = sorted(m.step for m in history if m.value == 1)
+    assert restarts[0] == 1 and len(restarts) == 2 and restarts[1] >= 3, history
 
 
 def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed_spec(

@@ -1,0 +1,68 @@
+"""A trial resumes from the newest checkpoint its folder holds, even when Ray's saved
+experiment names one that is gone.
+
+Ray deletes a trial's older checkpoints (``CheckpointConfig(num_to_keep)``) the moment it
+registers a new one, but writes the experiment state that names the latest only at the end of
+its next step, and copies it to the experiment folder after that. A driver killed in between
+(its host lost, SIGKILL) leaves a state naming a deleted checkpoint, and on ``resume`` Ray fails
+that trial with "Could not recover from checkpoint as it does not exist on storage anymore"
+(seen in ``tests/search/run/test_hosts.py``, where the driver's host dies mid-study). Before
+a pending trial starts, ``NewestCheckpoint`` re-points such a trial at the checkpoints that are
+on storage, newest last. It reaches into Ray's per-trial checkpoint bookkeeping, which has no
+public setter (Ray 2.60).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow.fs
+from ray.train import Checkpoint
+from ray.train._internal.session import _TrainingResult
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from trainables.trial import EPOCH_NAME
+
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+class NewestCheckpoint(Callback):
+    """Re-point pending trials whose latest checkpoint is gone (see the module docstring)."""
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        for trial in trials:
+            if trial.status == Trial.PENDING and trial.checkpoint is not None:
+                repoint(trial)
+
+
+def repoint(trial: Trial) -> bool:
+    """Register the checkpoints on storage (oldest first) when the latest Ray knows is gone;
+    whether it did. A folder without the epoch file (not written by our trainable) is skipped."""
+    latest = trial.checkpoint
+    fs = latest.filesystem
+    if fs.get_file_info(latest.path).type != pyarrow.fs.FileType.NotFound:
+        return False
+    folder = trial.storage.trial_fs_path
+    found = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True)):
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(
+            CHECKPOINT_PREFIX
+        ):
+            try:
+                with fs.open_input_stream(f"{info.path}/{EPOCH_NAME}") as stream:
+                    epoch = int(json.loads(stream.read())["epoch"])
+            except (OSError, ValueError, KeyError):
+                continue
+            found.append((epoch, info.path))
+    if not found:
+        return False
+    manager = trial.run_metadata.checkpoint_manager
+    manager._checkpoint_results = []  # what the saved state listed is not what storage holds
+    for epoch, path in sorted(found):
+        checkpoint = Checkpoint(path, filesystem=fs)
+        manager.register_checkpoint(
+            _TrainingResult(checkpoint=checkpoint, metrics={"training_iteration": epoch})
+        )
+    return True
