@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
+
+from search.spec.yamlfile import Checker
 
 SAMPLERS = ("tpe", "random")  # random: a baseline to compare the search against
 TPE_OPTIONS = ("n_startup_trials", "multivariate", "group", "constant_liar")
@@ -49,3 +52,28 @@ def make_sampler(spec: SamplerSpec, seed: int) -> optuna.samplers.BaseSampler:
             group=spec.group,
             constant_liar=spec.constant_liar,
         )
+
+
+def load_sampler(check: Checker, raw: Any) -> SamplerSpec:
+    """A ``sampler:`` value: a name, or a mapping of the name and TPE options."""
+    if not isinstance(raw, dict):
+        return SamplerSpec(check.string(raw, "sampler", SAMPLERS))
+    check.keys(raw, ("name", *TPE_OPTIONS), prefix="sampler.")
+    name = check.string(raw.get("name", "tpe"), "sampler.name", SAMPLERS)
+    if name != "tpe" and set(raw) - {"name"}:
+        extra = sorted(set(raw) - {"name"})[0]
+        raise check.fail(f"sampler.{extra}", f"is a TPE option; sampler {name!r} takes none")
+    default = SamplerSpec()
+    startup = raw.get("n_startup_trials", default.n_startup_trials)
+    flags = {}
+    for key in ("multivariate", "group", "constant_liar"):
+        flags[key] = raw.get(key, getattr(default, key))
+        if not isinstance(flags[key], bool):
+            raise check.fail(f"sampler.{key}", f"must be true or false, got {flags[key]!r}")
+    if flags["group"] and not flags["multivariate"]:
+        raise check.fail("sampler.group", "needs multivariate: true (Optuna's TPE)")
+    return SamplerSpec(
+        name,
+        n_startup_trials=check.integer(startup, "sampler.n_startup_trials", minimum=0),
+        **flags,
+    )

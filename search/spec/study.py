@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import DEFAULT_STORAGE, mask_url
-from search.spec.samplers import SAMPLERS, TPE_OPTIONS, SamplerSpec
+from search.spec.asha import Asha, load_asha
+from search.spec.samplers import SamplerSpec, load_sampler
 from search.spec.space import Space
 from search.spec.space_file import load_space
 from search.spec.trial_keys import STUDY_SET_KEYS
 from search.spec.yamlfile import Checker, load_mapping
-from trainables.config import TrainConfig
 from trainables.data.formats import FORMATS
 from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
@@ -89,15 +89,6 @@ class DatasetSpec:
     def loader_format(self) -> str:
         """The reader of the files: synthetic data is written in the Aariz layout."""
         return "aariz" if self.format == "synthetic" else self.format
-
-
-@dataclass(frozen=True)
-class Asha:
-    """ASHA early stopping on the study's metric, with rungs at grace * factor^k epochs after
-    a trial's warmup, so that every rung compares trials that are all past their warmup."""
-
-    grace_period: int = 1
-    reduction_factor: int = 2
 
 
 @dataclass(frozen=True)
@@ -219,8 +210,8 @@ def load_study(path: Path | str) -> StudySpec:
         mode=_mode(check, raw.get("mode"), metric),
         num_samples=check.integer(raw["num_samples"], "num_samples", minimum=1),
         max_epochs=max_epochs,
-        asha=_asha(check, raw.get("asha", {}), max_epochs, space),
-        sampler=_sampler(check, raw.get("sampler", "tpe")),
+        asha=load_asha(check, raw.get("asha", {}), max_epochs, space),
+        sampler=load_sampler(check, raw.get("sampler", "tpe")),
         resources=_resources(check, raw.get("resources", {}), raw.get("autoscaling", False)),
         max_concurrent_trials=concurrent,
         max_failures=check.integer(raw.get("max_failures", 0), "max_failures", minimum=0),
@@ -237,59 +228,6 @@ def _experiment_path(check: Checker, raw: Any, base: Path) -> str:
         return text
     folder = Path(text.removeprefix("file://"))
     return str(folder if folder.is_absolute() else (base / folder).resolve())
-
-
-def _sampler(check: Checker, raw: Any) -> SamplerSpec:
-    if not isinstance(raw, dict):
-        return SamplerSpec(check.string(raw, "sampler", SAMPLERS))
-    check.keys(raw, ("name", *TPE_OPTIONS), prefix="sampler.")
-    name = check.string(raw.get("name", "tpe"), "sampler.name", SAMPLERS)
-    if name != "tpe" and set(raw) - {"name"}:
-        extra = sorted(set(raw) - {"name"})[0]
-        raise check.fail(f"sampler.{extra}", f"is a TPE option; sampler {name!r} takes none")
-    default = SamplerSpec()
-    startup = raw.get("n_startup_trials", default.n_startup_trials)
-    flags = {}
-    for key in ("multivariate", "group", "constant_liar"):
-        flags[key] = raw.get(key, getattr(default, key))
-        if not isinstance(flags[key], bool):
-            raise check.fail(f"sampler.{key}", f"must be true or false, got {flags[key]!r}")
-    if flags["group"] and not flags["multivariate"]:
-        raise check.fail("sampler.group", "needs multivariate: true (Optuna's TPE)")
-    return SamplerSpec(
-        name,
-        n_startup_trials=check.integer(startup, "sampler.n_startup_trials", minimum=0),
-        **flags,
-    )
-
-
-def _asha(check: Checker, raw: Any, max_epochs: int, space: Space) -> Asha | None:
-    if raw is False:
-        return None
-    if not isinstance(raw, dict):
-        raise check.fail("asha", f"must be a mapping or false (no early stopping), got {raw!r}")
-    check.keys(raw, ("grace_period", "reduction_factor"), prefix="asha.")
-    grace = check.integer(raw.get("grace_period", 1), "asha.grace_period", minimum=1)
-    if grace > max_epochs:
-        raise check.fail("asha.grace_period", f"must be <= max_epochs ({max_epochs}), got {grace}")
-    factor = check.integer(raw.get("reduction_factor", 2), "asha.reduction_factor", minimum=2)
-    default = TrainConfig.warmup_epochs
-    warmup = space.largest("warmup_epochs", default)
-    if warmup + grace > max_epochs:
-        searched = any(p.name == "warmup_epochs" for p in space.params)
-        source = (
-            f"the space can sample warmup_epochs {warmup:g}"
-            if searched
-            else f"warmup_epochs is {warmup:g}"
-            + ("" if "warmup_epochs" in space.fixed else " (the trainable's default)")
-        )
-        raise check.fail(
-            "asha.grace_period",
-            f"rungs count epochs after warmup, and {source}: {warmup:g} + grace_period {grace} "
-            f"> max_epochs ({max_epochs}), so such a trial never reaches a rung; lower the "
-            "warmup or grace_period, or raise max_epochs",
-        )
-    return Asha(grace, factor)
 
 
 def _resources(check: Checker, raw: Any, autoscaling: Any) -> Resources:
