@@ -82,14 +82,15 @@ class _Budget(tune.Stopper):
     """Ends the whole experiment once ``budget`` epochs were reported."""
 
     def __init__(self, budget: int) -> None:
-        self.budget, self.epochs = budget, 0
+        self.budget, self.epochs = budget, set()
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.epochs += 1
+        # A function trainable's last result comes twice (again with done=True): count epochs.
+        self.epochs.add((trial_id, result.get("training_iteration")))
         return False
 
     def stop_all(self) -> bool:
-        return self.epochs >= self.budget
+        return len(self.epochs) >= self.budget
 
 
 def ray_optunasearch(spec: StudySpec, seed: int, budget: int, project: Path) -> History:

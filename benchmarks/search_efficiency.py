@@ -114,7 +114,7 @@ MODES = {
     "smoke": Mode(
         (0,), random_trials=2, max_epochs=2, grace=1, factor=3, n=12, image_size=32, warmup_high=1
     ),
-    "quick": Mode((0,), random_trials=4, max_epochs=6, grace=1, factor=3, n=30, image_size=64),
+    "quick": Mode((0,), random_trials=6, max_epochs=9, grace=1, factor=3, n=60, image_size=64),
     "full": Mode(
         (0, 1, 2, 3, 4), random_trials=10, max_epochs=9, grace=1, factor=3, n=60, image_size=64
     ),
