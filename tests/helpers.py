@@ -140,10 +140,12 @@ def trial_runs(project: Path, name: str, tracking_uri: str | None = None) -> lis
     return [r for r in runs if "cephtune.role" not in r.data.tags]  # study, promote: roles
 
 
-def check_records(study, runs: list, num_samples: int) -> None:
+def check_records(study, runs: list, num_samples: int, tracking_uri: str | None = None) -> None:
     """What any stop of a study must leave: ``num_samples`` trials that finished on their own,
     nothing RUNNING, one closed MLflow run per trial (none twice) whose state tag matches
-    Optuna's state."""
+    Optuna's state; with ``tracking_uri``, no epoch logged twice in a run's objective history
+    (a trial that re-runs epochs after a retry or a resume)."""
+    from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
     from search.records.trials import FAIL_REASON, INTERRUPTED
@@ -162,3 +164,7 @@ def check_records(study, runs: list, num_samples: int) -> None:
     for run in runs:
         trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
         assert run.data.tags["cephtune.state"] == tags[trial.state]
+        if tracking_uri is not None:
+            history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "mre_mm")
+            steps = [m.step for m in history]
+            assert len(steps) == len(set(steps)), (trial.number, sorted(steps))

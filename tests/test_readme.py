@@ -322,7 +322,7 @@ def check_walkthrough(terminal: Terminal) -> None:
 
     root = terminal.root
     study = optuna.load_study(study_name="quickstart", storage=optuna_url(root))
-    check_records(study, trial_runs(root, "quickstart"), 8)
+    check_records(study, trial_runs(root, "quickstart"), 8, mlflow_url(root))
     assert study.metric_names == ["mre_mm"]
     resumed = stdout_of(terminal, SECTION_WALK, "resume quickstart")
     assert "Study 'quickstart': 8 trials finished" in resumed
@@ -349,7 +349,7 @@ def check_scaling_out(terminal: Terminal) -> None:
     os.environ.update({k: terminal.env[k] for k in saved})
     try:
         study = optuna.load_study(study_name="postgres-demo", storage=storage_url)
-        check_records(study, trial_runs(terminal.root, "postgres-demo", server), 4)
+        check_records(study, trial_runs(terminal.root, "postgres-demo", server), 4, server)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -60,7 +60,9 @@ class StudyLineage(Callback):
         self._study: optuna.Study | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Ray pickles callbacks with the experiment
-        return {**self.__dict__, "_client": None, "_study": None}
+        # ``_logged`` is read back from the runs instead: the saved experiment can be older
+        # than the last epochs logged before a driver died.
+        return {**self.__dict__, "_client": None, "_study": None, "_logged": {}}
 
     @property
     def client(self) -> MlflowClient:
@@ -112,7 +114,10 @@ class StudyLineage(Callback):
             return
         self._note_node(trial.trial_id, run_id, result)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        if step <= self._logged.get(trial.trial_id, 0):
+        if trial.trial_id not in self._logged:  # first result this driver sees: what is logged
+            history = self.client.get_metric_history(run_id, self.metric)
+            self._logged[trial.trial_id] = max((m.step for m in history), default=0)
+        if step <= self._logged[trial.trial_id]:
             # A retried trial re-runs the epochs since its checkpoint: Optuna keeps the first
             # report of a step, and so does the run's metric history.
             return

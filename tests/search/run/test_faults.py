@@ -103,7 +103,7 @@ def start_while(act: Callable[[], None], study_file: Path) -> None:
 def assert_consistent(project: Path, name: str, num_samples: int) -> optuna.Study:
     """``check_records`` on the project's default stores; the study, for more checks."""
     study = optuna_study(project, name)
-    check_records(study, trial_runs(project, name), num_samples)
+    check_records(study, trial_runs(project, name), num_samples, mlflow_url(project))
     return study
 
 
