@@ -170,6 +170,12 @@ def _free_subnet() -> ipaddress.IPv4Network:
     return random.choice(free)
 
 
+def _code_paths() -> list[Path]:
+    """The repository and the venv the tests run from (the venv once if it is inside)."""
+    repo, venv = REPO.resolve(), Path(sys.prefix).resolve()
+    return [repo] if venv == repo or repo in venv.parents else [repo, venv]
+
+
 class Host:
     """One host: ``run``/``popen`` a command in it; faults: ``kill_all`` its processes (a
     crash), ``unplug`` it (a hang or a partition)."""
@@ -186,8 +192,13 @@ class Host:
         self._logs = hosts.logs
         self._procs: list[subprocess.Popen] = []
         self._mountpoint = self._tmp / self.shared.relative_to("/tmp")  # where shared is bound
+        # The code under test and its venv stay visible where a checkout under /tmp (a fresh
+        # clone there) would be hidden by the host's own /tmp: bound at the same path.
+        self._code = [p for p in _code_paths() if Path("/tmp") in p.parents]
         for path in (self.outside(self.home), self.outside(self.project), self._mountpoint):
             path.mkdir(parents=True)
+        for path in self._code:
+            (self._tmp / path.relative_to("/tmp")).mkdir(parents=True)
         os.chmod(self._tmp, 0o1777)
 
     def __repr__(self) -> str:
@@ -221,7 +232,11 @@ class Host:
             f"mount --bind {q(str(etc / 'hosts'))} /etc/hosts; "
             f"mount --bind {q(str(etc / 'resolv.conf'))} /etc/resolv.conf; "
             f"mount --bind {q(str(self.shared))} {q(str(self._mountpoint))}; "
-            f"mount --rbind {q(str(self._tmp))} /tmp; "
+            + "".join(
+                f"mount --bind {q(str(p))} {q(str(self._tmp / p.relative_to('/tmp')))}; "
+                for p in self._code
+            )
+            + f"mount --rbind {q(str(self._tmp))} /tmp; "
             'cd "$1"; shift; exec "$@"'
         )
         where = str(cwd or self.project)
