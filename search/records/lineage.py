@@ -86,18 +86,8 @@ class StudyLineage(Callback):
             return  # a trial Optuna already closed (re-run after a restore): nothing to log
         run_id = frozen.user_attrs.get(MLFLOW_RUN_ID)
         if run_id is None:
-            run = self.client.create_run(
-                self.experiment_id,
-                run_name=f"trial-{frozen.number}",
-                tags={
-                    "mlflow.parentRunId": self.parent_run_id,
-                    "cephtune.study": self.study_name,
-                    "cephtune.ray_trial_id": trial.trial_id,
-                    "cephtune.optuna_trial": str(frozen.number),
-                    "cephtune.state": "running",
-                },
-            )
-            run_id = run.info.run_id
+            run_id = self._run_of(frozen.number) or self._create_run(frozen.number, trial.trial_id)
+            # A run found again gets its params and config again: the same values are a no-op.
             params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.config.items())]
             self.client.log_batch(run_id, params=params)
             self.client.log_text(
@@ -105,6 +95,32 @@ class StudyLineage(Callback):
             )
             attach_run(self.study, frozen, run_id)
         self._runs[trial.trial_id] = run_id
+
+    def _run_of(self, number: int) -> str | None:
+        """The run of Optuna trial ``number`` that a driver created but stopped before linking
+        it to the trial (its storage went away, or it was killed, in between): the restored
+        trial goes on in that run rather than in a second one."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+            f" and tags.`cephtune.optuna_trial` = '{number}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
+
+    def _create_run(self, number: int, ray_trial_id: str) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "cephtune.study": self.study_name,
+                "cephtune.ray_trial_id": ray_trial_id,
+                "cephtune.optuna_trial": str(number),
+                "cephtune.state": "running",
+            },
+        )
+        return run.info.run_id
 
     def on_trial_result(
         self, iteration: int, trials: list, trial, result: dict, **info: Any

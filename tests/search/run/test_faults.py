@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.cli import main
-from search.records.trials import FAIL_REASON, INTERRUPTED
+from search.records.trials import FAIL_REASON, INTERRUPTED, MLFLOW_RUN_ID
 from tests.helpers import (
     REPO,
     TINY_SPACE,
@@ -154,7 +154,11 @@ def test_a_trial_resumes_from_the_newest_checkpoint_on_storage_whatever_ray_save
     checkpoint that is gone (seen when a driver's host died, tests/search/run/test_hosts.py).
     Simulated here: after the kill, the newest checkpoint of a trial is renamed and the rest
     deleted, so what Ray saved is gone whichever it names. The trial goes on from the newest
-    checkpoint on storage, not from scratch and not FAIL."""
+    checkpoint on storage, not from scratch and not FAIL.
+
+    The running trial's link to its MLflow run is deleted from Optuna too: the state of a driver
+    that created the run and stopped before linking it (seen when PostgreSQL went away, in
+    test_hosts.py). The trial goes on in that run, not in a second one."""
     space = TINY_SPACE + "  checkpoint_every: 1\n"
     study_file = tiny_study(project, "gone", 2, max_epochs=6, grace=6, concurrent=1, space=space)
     study_file.write_text(study_file.read_text() + "experiment_path: ray-experiments\n")
@@ -179,6 +183,13 @@ def test_a_trial_resumes_from_the_newest_checkpoint_on_storage_whatever_ray_save
                 shutil.rmtree(folder)
             moved += 1
     assert moved >= 1, "no trial had saved a checkpoint"
+    with sqlite3.connect(db) as con:
+        unlinked = con.execute(
+            "DELETE FROM trial_user_attributes WHERE key = ? AND trial_id IN "
+            "(SELECT trial_id FROM trials WHERE state = 'RUNNING')",
+            (MLFLOW_RUN_ID,),
+        ).rowcount
+    assert unlinked == 1
 
     assert main(["resume", "gone"]) == 0
     study = assert_consistent(project, "gone", 2)
