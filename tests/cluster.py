@@ -18,7 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.netns import REPO, Host, Hosts, Unavailable
+from tests.helpers import REPO
+from tests.netns import Host, Hosts, Unavailable
 from tests.postgres import PostgresServer
 from tests.postgres import why_unavailable as no_postgres
 

@@ -2,8 +2,8 @@
 
 optuna-dashboard (``search.py dashboard``) is opened in a headless Chromium, and what the page
 shows is checked against the Optuna storage; the MLflow server's REST API is checked against
-the study's lineage (a parent run, one nested run per trial). The browser is the system
-Chromium (Debian package ``chromium``) driven by Playwright; no browser is ever downloaded.
+the study's lineage (a parent run, one nested run per trial). The servers and the browser are
+driven as tests/servers.py says.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,80 +26,12 @@ import pytest
 from search.cli import main
 from search.records.trials import STATE_TAGS
 from tests.helpers import REPO, free_port, isolate, mlflow_url, optuna_url, tiny_study
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, READY_S, Server, browser
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STUDY = "servers"
-READY_S = 60  # how long a server may take to answer (a loaded 2-core machine is slow)
 PAGE_TIMEOUT_MS = 60_000
-
-
-class Server:
-    """A server process in its own process group, its output in files under ``logs``."""
-
-    def __init__(self, name: str, cmd: list[str], cwd: Path, port: int, ready: str, env=None):
-        self.name, self.port = name, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.ready = ready
-        logs = cwd / "logs"
-        logs.mkdir(exist_ok=True)
-        self.out_path, self.err_path = logs / f"{name}.out", logs / f"{name}.err"
-        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                cmd, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
-            )
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        """Poll ``ready`` until it answers 200; fail with the server's stderr otherwise."""
-        deadline = time.monotonic() + READY_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"{self.name} exited with {self.proc.returncode} before it answered; "
-                    f"stderr:\n{self.stderr()}"
-                )
-            try:
-                with urllib.request.urlopen(self.url + self.ready, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.25)
-        pytest.fail(
-            f"{self.name} did not answer on {self.url} in {READY_S} s; stderr:\n{self.stderr()}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM to the whole group (MLflow's uvicorn worker included), SIGKILL after 10 s,
-        then SIGKILL to whatever of the group outlived its leader."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -164,17 +94,6 @@ def shown_tolerance(text: str) -> float:
     mantissa, _, exponent = text.lower().partition("e")
     decimals = len(mantissa.partition(".")[2])
     return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
-
-
-def browser():
-    """Playwright driving the system Chromium, or a skip that says what is missing."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        pytest.skip(f"import playwright failed: {e} (pip install -e '.[test]')")
-    return sync_playwright()
 
 
 def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(

@@ -10,20 +10,18 @@ import subprocess
 import sys
 
 from search.cli import main
-from tests.bad_input import (
+from tests.bad_builds import (
     TAG,
-    Case,
     argv,
-    case_tests,
     predict_text_file,
     predict_unknown_model,
     promote_on,
     train,
     train_corrupt_image,
     truncate,
-    write,
 )
-from tests.helpers import REPO
+from tests.bad_input import Case, case_tests
+from tests.helpers import REPO, write
 
 CASES: list[Case] = [
     # commands on a study's records

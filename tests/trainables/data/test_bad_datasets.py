@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from tests.bad_input import (
+from tests.bad_builds import (
     ANN,
     CSV_NAME,
-    Case,
-    case_tests,
     corrupt,
     drop_symbol,
     edit_csv,
@@ -21,6 +19,7 @@ from tests.bad_input import (
     truncate,
     truncated_jpeg,
 )
+from tests.bad_input import Case, case_tests
 
 CASES: list[Case] = [
     # datasets

@@ -1,10 +1,9 @@
-"""Injected faults: a crash must cost nothing that already finished.
+"""Injected faults of the driver: a crash must cost nothing that already finished.
 
 Every test runs a real study (Ray Tune, Optuna sqlite storage, MLflow sqlite store) on tiny
-synthetic data and breaks something while it runs: the driver (SIGKILL, Ctrl-C), a trial's
-worker process (SIGKILL), the preprocessing cache (deleted), the Optuna storage (locked by
-another writer). Trials that raise or whose loss goes NaN are in
-``test_study_semantics.py::test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on``.
+synthetic data through ``search.py`` as a user starts it, stops its driver (SIGKILL, Ctrl-C)
+and resumes it: from the README's relative path, from another folder, after Ray's saved state
+went stale. Faults beside a running trial are in ``test_trial_faults.py``.
 """
 
 from __future__ import annotations
@@ -14,14 +13,7 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -29,98 +21,20 @@ from optuna.trial import TrialState
 from search.cli import main
 from search.records.trials import FAIL_REASON, INTERRUPTED, MLFLOW_RUN_ID
 from tests.helpers import (
-    REPO,
     TINY_SPACE,
-    check_records,
     mlflow_url,
-    optuna_study,
     tiny_study,
     trial_runs,
 )
+from tests.search.run.faults import (
+    assert_consistent,
+    driver,
+    finished_count,
+    reported,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def query(db: Path, sql: str) -> int:
-    """One number from the Optuna sqlite file, read without Optuna (0 before its tables exist)."""
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=30) as con:
-        try:
-            return con.execute(sql).fetchone()[0]
-        except sqlite3.OperationalError:  # tables not created yet
-            return 0
-
-
-def finished_count(db: Path) -> int:
-    return query(db, "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')")
-
-
-def reported(db: Path, number: int) -> int:
-    """How many epochs trial ``number`` has reported."""
-    return query(
-        db,
-        "SELECT COUNT(*) FROM trial_intermediate_values v JOIN trials t USING (trial_id) "
-        f"WHERE t.number = {number}",
-    )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Saboteur(threading.Thread):
-    """Runs ``act`` beside a study in this process; its failure fails the test."""
-
-    def __init__(self, act: Callable[[], None]) -> None:
-        super().__init__(daemon=True)
-        self.act, self.error = act, None
-
-    def run(self) -> None:
-        try:
-            self.act()
-        except BaseException as e:  # noqa: BLE001 - reported by check()
-            self.error = e
-
-    def check(self) -> None:
-        self.join(timeout=60)
-        if self.error is not None:
-            raise self.error
-
-
-def start_while(act: Callable[[], None], study_file: Path) -> None:
-    """``search.py start`` in this process while ``act`` breaks something beside it."""
-    saboteur = Saboteur(act)
-    saboteur.start()
-    assert main(["start", str(study_file)]) == 0
-    saboteur.check()
-
-
-def assert_consistent(project: Path, name: str, num_samples: int) -> optuna.Study:
-    """``check_records`` on the project's default stores; the study, for more checks."""
-    study = optuna_study(project, name)
-    check_records(study, trial_runs(project, name), num_samples, mlflow_url(project))
-    return study
-
-
-def driver(project: Path, cache_dir: Path, *args: str) -> subprocess.Popen:
-    """``search.py`` as a user runs it, in its own process group (as a terminal job is); its
-    output goes to ``driver.out`` and ``driver.err`` (a pipe nobody reads would block it)."""
-    env = {**os.environ, "CEPHTUNE_CACHE_DIR": str(cache_dir)}
-    env.pop("RAY_ADDRESS", None)
-    with open(project / "driver.out", "w") as out, open(project / "driver.err", "w") as err:
-        return subprocess.Popen(
-            [sys.executable, str(REPO / "search.py"), *args],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
 
 
 def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
@@ -273,84 +187,3 @@ def test_ctrl_c_stops_cleanly_with_a_resume_hint(project, ray_cluster, cache_dir
         for t in study.trials
         if t.state == TrialState.COMPLETE
     )
-
-
-def trial_workers() -> list[int]:
-    """Pids of the Ray actor processes running a trial now (titled ``ray::ImplicitFunc.train``;
-    an idle actor Ray keeps for reuse is titled without ``.train``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            title = (entry / "cmdline").read_bytes()
-        except OSError:  # not a process, or it has just ended
-            continue
-        if title.startswith(b"ray::ImplicitFunc.train"):
-            found.append(int(entry.name))
-    return found
-
-
-def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, ray_cluster):
-    study_file = tiny_study(project, "workers", num_samples=2, max_epochs=3, grace=3, concurrent=1)
-    study_file.write_text(study_file.read_text() + "max_failures: 1\n")
-    db = project / "studies" / "optuna.db"
-    killed: list[int] = []
-
-    def kill_worker(after: Callable[[], bool], what: str) -> None:
-        wait_for(lambda: after() and set(trial_workers()) - set(killed), what)
-        victim = min(set(trial_workers()) - set(killed))
-        killed.append(victim)
-        os.kill(victim, signal.SIGKILL)  # as the OS's out-of-memory killer would
-
-    def sabotage() -> None:
-        kill_worker(lambda: reported(db, 0) >= 1, "trial 0's first epoch")  # retried: recovers
-        kill_worker(lambda: reported(db, 1) >= 1, "trial 1's first epoch")
-        kill_worker(lambda: True, "trial 1's retry")  # its one retry is spent: FAIL
-
-    start_while(sabotage, study_file)
-    study = assert_consistent(project, "workers", 2)
-    first, second = study.trials
-    assert first.state == TrialState.COMPLETE
-    assert sorted(first.intermediate_values) == [1, 2, 3]
-    assert second.state == TrialState.FAIL
-    assert second.user_attrs[FAIL_REASON].startswith("worker_died")
-    client = MlflowClient(mlflow_url(project))
-    run = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "workers")}["0"]
-    history = [m.step for m in client.get_metric_history(run.info.run_id, "mre_mm")]
-    assert history == [1, 2, 3]  # the retry's repeated epochs are not logged twice
-
-
-def test_cache_folder_deleted_between_trials_is_rebuilt(project, ray_cluster, monkeypatch):
-    cache = project / "cache"
-    monkeypatch.setenv("CEPHTUNE_CACHE_DIR", str(cache))
-    study_file = tiny_study(project, "cache", num_samples=2, max_epochs=3, grace=3, concurrent=1)
-    db = project / "studies" / "optuna.db"
-
-    def clear_cache() -> None:
-        # Trial 0 holds its arrays open once it has validated; trial 1 has not started.
-        wait_for(lambda: reported(db, 0) >= 1, "trial 0's first epoch")
-        assert query(db, "SELECT COUNT(*) FROM trials") == 1, "trial 1 started too early"
-        shutil.rmtree(cache)
-
-    start_while(clear_cache, study_file)
-    study = assert_consistent(project, "cache", 2)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert len(list((cache / "synthetic").iterdir())) == 1  # the dataset, generated again
-    assert list((cache / "preprocessed").glob("*.npy"))  # and its preprocessed images
-    assert not list(cache.rglob("*.tmp"))
-
-
-def test_storage_locked_by_another_writer_is_waited_for(project, ray_cluster):
-    study_file = tiny_study(project, "locked", num_samples=2, max_epochs=3, grace=3, concurrent=1)
-    db = project / "studies" / "optuna.db"
-
-    def hold_lock() -> None:
-        wait_for(lambda: reported(db, 0) >= 1, "trial 0's first epoch")
-        with sqlite3.connect(db, timeout=30, isolation_level=None) as con:
-            con.execute("BEGIN EXCLUSIVE")  # another writer: nobody reads or writes meanwhile
-            time.sleep(8)  # longer than sqlite's default 5 s busy timeout
-            con.execute("COMMIT")
-
-    start_while(hold_lock, study_file)
-    study = assert_consistent(project, "locked", 2)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)

@@ -1,0 +1,96 @@
+"""What the server tests drive: a server process in its own process group until it answers,
+and the system Chromium (Debian package ``chromium``) through Playwright, which never
+downloads a browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY_S = 60  # how long a server may take to answer (a loaded 2-core machine is slow)
+
+
+class Server:
+    """A server process in its own process group, its output in files under ``logs``."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, port: int, ready: str, env=None):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready = ready
+        logs = cwd / "logs"
+        logs.mkdir(exist_ok=True)
+        self.out_path, self.err_path = logs / f"{name}.out", logs / f"{name}.err"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+            )
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        """Poll ``ready`` until it answers 200; fail with the server's stderr otherwise."""
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited with {self.proc.returncode} before it answered; "
+                    f"stderr:\n{self.stderr()}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + self.ready, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.25)
+        pytest.fail(
+            f"{self.name} did not answer on {self.url} in {READY_S} s; stderr:\n{self.stderr()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group (MLflow's uvicorn worker included), SIGKILL after 10 s,
+        then SIGKILL to whatever of the group outlived its leader."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def browser():
+    """Playwright driving the system Chromium, or a skip that says what is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        pytest.skip(f"import playwright failed: {e} (pip install -e '.[test]')")
+    return sync_playwright()
