@@ -1,71 +1,47 @@
-"""The peer arms of ``search_efficiency.py``: the same search through the libraries' stock paths.
+"""The peer arms of ``search_efficiency.py``: the same search through the libraries' stock paths,
+as their users write it, with cephtune's sampler and the study's grace period and reduction
+factor, training for real.
 
-- ``ray_optunasearch`` (arm C): Ray Tune's own ``OptunaSearch`` (in-memory Optuna study, no
-  RDB storage, Ray's bookkeeping: an ASHA-stopped trial is told COMPLETE with its last value)
-  with cephtune's ASHA (``search.run.tuner.scheduler``), its sampler (``make_sampler``) and its
-  trainable (``search.run.tuner.resourced``), the config built as ``tuner.Suggest`` builds it.
-- ``optuna_native`` (arm D): Optuna's ``study.optimize`` with its ``SuccessiveHalvingPruner``, no
-  Ray: the objective calls ``run_training`` in this process.
+- ``ray_optunasearch`` (arm C): Ray Tune's own ``OptunaSearch`` (in-memory Optuna study: an
+  ASHA-stopped trial is told COMPLETE with its last value) and Ray's ``ASHAScheduler`` counted
+  in training iterations, on cephtune's trainable (``search.run.tuner.resourced``) with the
+  config built as ``tuner.Suggest`` builds it.
+- ``optuna_native`` (arm D): Optuna's ``study.optimize`` with its ``SuccessiveHalvingPruner``,
+  reporting every epoch, no Ray: the objective calls ``run_training`` in this process.
 
-Both stop once they trained ``budget`` epochs (the epoch that spends it ends its trial), so their
-histories need no cut beyond the one the caller makes anyway.
+Both stop once they trained ``budget`` epochs (the epoch that spends it ends its trial).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from histories import History
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search.run import datasets, tuner
 from search.spec.samplers import make_sampler
 from search.spec.study import StudySpec
-from trainables.config import EPOCHS_AFTER_WARMUP, TrainConfig
+from trainables.config import TrainConfig
 from trainables.data.cache import resolve_cache_dir
 
 
-@dataclass
-class History:
-    """One arm's time-ordered history: (trial, epoch, MRE), trial in creation order."""
-
-    name: str
-    history: list[tuple[int, int, float]] = field(default_factory=list)
-    states: dict[str, int] = field(default_factory=dict)
-    trials: int = 0  # trials started
-    wall_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def cut(self, budget: int) -> list[tuple[int, int, float]]:
-        return self.history[:budget]
-
-    def best(self, budget: int | None = None) -> float:
-        kept = self.history if budget is None else self.cut(budget)
-        return min((v for _, _, v in kept if math.isfinite(v)), default=math.inf)
-
-    def epochs_to_reach(self, target: float, budget: int | None = None) -> float:
-        """Epochs (1-based, time order) until the best so far is <= target; inf if never."""
-        kept = self.history if budget is None else self.cut(budget)
-        for i, (_, _, value) in enumerate(kept, 1):
-            if value <= target:
-                return i
-        return math.inf
-
-    def trials_in(self, budget: int) -> int:
-        return len({t for t, _, _ in self.cut(budget)})
-
-    def count(self, state: str) -> None:
-        self.states[state] = self.states.get(state, 0) + 1
-
-
-def _settings(spec: StudySpec) -> dict:
+def settings(spec: StudySpec) -> dict:
     """The constant trial settings ``lifecycle.start`` records for the study (``CONSTANTS``)."""
     return spec.trial_settings(datasets.prepare(spec.dataset), resolve_cache_dir())
+
+
+def halving(spec: StudySpec) -> tuple[int, int]:
+    """The grace period and reduction factor of the study's early stopping."""
+    if spec.asha is None:
+        return 1, 3
+    return spec.asha.grace_period, spec.asha.reduction_factor
 
 
 class _Started(tune.Callback):
@@ -93,14 +69,15 @@ class _Budget(tune.Stopper):
         return len(self.epochs) >= self.budget
 
 
-def ray_optunasearch(spec: StudySpec, seed: int, budget: int, project: Path) -> History:
-    """Arm C: ``OptunaSearch`` + ASHA on the trainable until ``budget`` epochs are spent."""
-    found, started = History("C"), _Started()
+def ray_optunasearch(spec: StudySpec, budget: int, project: Path) -> History:
+    """Arm C: ``OptunaSearch`` + Ray's ASHA on the trainable until ``budget`` epochs are spent."""
+    found, started = History("C", spec.max_epochs), _Started()
+    grace, factor = halving(spec)
     searcher = OptunaSearch(
-        space=tuner.Suggest(spec.space, _settings(spec)),
+        space=tuner.Suggest(spec.space, settings(spec)),
         metric=spec.metric,
         mode=spec.mode,
-        sampler=make_sampler(spec.sampler, seed),
+        sampler=make_sampler(spec.sampler, spec.seed),
     )
     run = tune.Tuner(
         tuner.resourced(spec, 0),
@@ -108,7 +85,12 @@ def ray_optunasearch(spec: StudySpec, seed: int, budget: int, project: Path) -> 
             metric=spec.metric,
             mode=spec.mode,
             search_alg=searcher,
-            scheduler=tuner.scheduler(spec),
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=spec.max_epochs,
+                grace_period=grace,
+                reduction_factor=factor,
+            ),
             num_samples=budget,  # every trial trains >= 1 epoch: the budget ends it first
             max_concurrent_trials=1,
             reuse_actors=True,
@@ -131,49 +113,51 @@ def ray_optunasearch(spec: StudySpec, seed: int, budget: int, project: Path) -> 
     for number, result in enumerate(results):
         found.trials += 1
         found.count("ERROR" if result.error else "TERMINATED")
+        found.params[number] = {k: result.config[k] for k in _searched(spec, result.config)}
         frame = result.metrics_dataframe
         if frame is None or spec.metric not in frame:
             continue
-        frame = frame.sort_values("training_iteration")
-        found.history += [
-            (number, int(e), float(v))
-            for e, v in zip(frame["epoch"], frame[spec.metric], strict=True)
-        ]
+        frame = frame.sort_values("training_iteration").drop_duplicates("training_iteration")
+        for e, v in zip(frame["epoch"], frame[spec.metric], strict=True):
+            found.add(number, int(e), float(v))
     return found
 
 
-def optuna_native(spec: StudySpec, seed: int, budget: int) -> History:
+def _searched(spec: StudySpec, config: dict) -> list[str]:
+    return [p.name for p in spec.space.params if p.name in config]
+
+
+def optuna_native(spec: StudySpec, budget: int) -> History:
     """Arm D: ``study.optimize`` + ``SuccessiveHalvingPruner`` calling ``run_training`` here."""
     from trainables.train import run_training
 
-    found = History("D")
-    settings = _settings(spec)
-    grace = spec.asha.grace_period if spec.asha else 1
-    factor = spec.asha.reduction_factor if spec.asha else 3
+    found = History("D", spec.max_epochs)
+    constants = settings(spec)
+    grace, factor = halving(spec)
     study = optuna.create_study(
         direction="minimize" if spec.mode == "min" else "maximize",
-        sampler=make_sampler(spec.sampler, seed),
+        sampler=make_sampler(spec.sampler, spec.seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=factor),
     )
     spent = {"done": False}
 
     def objective(trial: optuna.Trial) -> float:
         fixed = spec.space.suggest(trial)
-        cfg = TrainConfig.from_dict({**settings, **fixed, **trial.params}, "optuna_native")
+        cfg = TrainConfig.from_dict({**constants, **fixed, **trial.params}, "optuna_native")
+        number = found.trials
         found.trials += 1
+        found.params[number] = dict(trial.params)
         last = {"value": math.inf}
 
         def report(metrics: dict, state) -> None:
             value = float(metrics[spec.metric])
             last["value"] = value
-            found.history.append((trial.number, int(metrics["epoch"]), value))
-            after = int(metrics[EPOCHS_AFTER_WARMUP])
-            if after >= 1:  # the pruner compares trials past their warmup, as ASHA's rungs do
-                trial.report(value, step=after)
+            found.add(number, int(metrics["epoch"]), value)
+            trial.report(value, step=int(metrics["epoch"]))
             if len(found.history) >= budget:
                 spent["done"] = True
                 raise optuna.TrialPruned("epoch budget spent")
-            if after >= 1 and trial.should_prune():
+            if trial.should_prune():
                 raise optuna.TrialPruned()
 
         run_training(cfg, report, device="cpu")

@@ -1,111 +1,75 @@
 """The product-path arms of ``search_efficiency.py``: A (cephtune's study with its defaults) and B
-(random search without early stopping), both a study YAML in a scratch project started with
-``search.cli``; their histories read back from the Optuna RDB records. The benchmark's task
-(``Mode``) and its searched space (``SPACE``) are defined here for all four arms.
+(random search without early stopping), each a study file in a scratch project started with
+``search.cli``, the history read back from the Optuna RDB records.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from search_arms import History
+from curves import Task
+from histories import History
 
-# The searched space: parameters that matter on this task (the loss and the learning rate by an
-# order of magnitude; sigma, batch size and warmup less). The cosine cycle is fitted to the epoch
-# budget (t0_epochs = max_epochs) as a user would for a short search.
-SPACE = """\
-params:
-  lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
-  loss: {{type: categorical, choices: [adaptive_wing, heatmap]}}
-  sigma: {{type: float, low: 0.5, high: 3.0}}
-  batch_size: {{type: categorical, choices: [4, 8]}}
-  warmup_epochs: {{type: int, low: 0, high: {warmup_high}}}
-fixed:
-  model: hrnet
-  backbone: hrnet_w18_small
-  image_size: {image_size}
-  t0_epochs: {max_epochs}
-  checkpoint_every: 0
-"""
-
+# The product's defaults for A: no sampler and no early-stopping line.
 STUDY = """\
 name: {name}
-dataset: {{format: synthetic, n: {n}, size: [193, 240], seed: 0}}
+dataset: {{format: synthetic, n: {n}, size: [{width}, {height}], seed: 0}}
 space: {space}
 metric: mre_mm
 mode: min
 num_samples: {num_samples}
 max_epochs: {max_epochs}
-asha: {asha}
-{sampler}resources: {{cpu: 2, gpu: 0}}
+{arm}resources: {{cpu: 2, gpu: 0}}
 max_concurrent_trials: 1
 seed: {seed}
 """
+RANDOM = "sampler: random\nasha: false\n"
+
+# Arm A's trials: more than it can start within the budget (a trial trains at least its first
+# epoch, most a few); the budget cut ends A, not the count.
+A_EPOCHS_PER_TRIAL = 2.0
 
 
-@dataclass(frozen=True)
-class Mode:
-    seeds: tuple[int, ...]
-    random_trials: int  # arm B's trials; its budget is random_trials x max_epochs
-    max_epochs: int
-    grace: int
-    factor: int
-    n: int  # synthetic images (70/15/15 split)
-    image_size: int
-    warmup_high: int = 2  # the space's warmup_epochs range is 0..warmup_high
-
-    @property
-    def budget(self) -> int:
-        return self.random_trials * self.max_epochs
-
-
-# Arm A's trials: ASHA's rungs would average ~2.3 epochs a trial, but one trial at a time
-# promotes the first arrivals at each rung, and TPE's better trials get promoted more often:
-# measured 3.6-4.5 epochs a trial. More trials than that need; the cut ends A, not the count.
-A_EPOCHS_PER_TRIAL = 3.0
-
-
-def read_arm(project: Path, name: str, label: str, wall_s: float) -> History:
+def read_arm(project: Path, name: str, label: str, max_epochs: int, wall_s: float) -> History:
     """A product-path study's history from its Optuna records (trial number, then epoch)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{project}/studies/optuna.db")
-    found = History(label, wall_s=wall_s)
+    found = History(label, max_epochs, wall_s=wall_s)
     previous_end = None
     for t in sorted(study.trials, key=lambda t: t.number):
         found.trials += 1
         found.count(t.state.name)
+        found.params[t.number] = dict(t.params)
         steps = sorted(t.intermediate_values)
         if steps != list(range(1, len(steps) + 1)):
             sys.exit(f"{name}: trial {t.number} reported epochs {steps}, expected 1..k")
-        found.history += [(t.number, s, t.intermediate_values[s]) for s in steps]
+        for s in steps:
+            found.add(t.number, s, t.intermediate_values[s])
         if previous_end is not None and t.datetime_start and t.datetime_start < previous_end:
             found.notes.append(f"trial {t.number} started before the previous one ended")
         previous_end = t.datetime_complete or previous_end
     return found
 
 
-def write_study(project: Path, tag: str, mode: Mode, arm: str, seed: int) -> Path:
-    if arm == "B":
-        sampler, asha, num_samples = "sampler: random\n", "false", mode.random_trials
-    else:  # the product defaults: no sampler line
-        sampler = ""
-        asha = f"{{grace_period: {mode.grace}, reduction_factor: {mode.factor}}}"
-        num_samples = math.ceil(mode.budget / A_EPOCHS_PER_TRIAL) + 1
+def write_study(project: Path, tag: str, task: Task, trials: int, arm: str, seed: int) -> Path:
+    """A's or B's study file (B: ``trials`` random trials to the end; A: the defaults)."""
+    budget = trials * task.max_epochs
+    num_samples = trials if arm == "B" else math.ceil(budget / A_EPOCHS_PER_TRIAL)
     name = f"se-{tag}-{arm}-s{seed}"
     study_file = project / f"{name}.yaml"
     study_file.write_text(
         STUDY.format(
             name=name,
-            n=mode.n,
+            n=task.n,
+            width=task.width,
+            height=task.height,
             space=f"space-{tag}.yaml",
             num_samples=num_samples,
-            max_epochs=mode.max_epochs,
-            asha=asha,
-            sampler=sampler,
+            max_epochs=task.max_epochs,
+            arm=RANDOM if arm == "B" else "",
             seed=seed,
         )
     )

@@ -32,6 +32,29 @@ def _mlflow_ui(uri: str) -> str:
     )
 
 
+def early_stopping_line(spec, study, pruned: int) -> str:
+    """What ASHA did: its rungs, how many trials it stopped, and what its probes found."""
+    from search.run.early_stopping import RECORD_KEY
+
+    rungs = spec.asha.rungs(spec.max_epochs)
+    text = (
+        f"Early stopping: rungs at {', '.join(map(str, rungs))} epochs after warmup, "
+        f"{pruned} trials stopped"
+    )
+    state = study.user_attrs.get(RECORD_KEY) or {}
+    for rung, seen in sorted(state.get("probes", {}).items(), key=lambda kv: int(kv[0])):
+        verdict = (
+            "widened: it stopped no trial after that"
+            if int(rung) in state.get("widened", [])
+            else "kept"
+        )
+        text += (
+            f"; rung {rung}: {seen['mistakes']} of the {seen['probes']} stops its probes tested "
+            f"were mistakes ({verdict})"
+        )
+    return text + "."
+
+
 def summary(outcome: Outcome) -> int:
     """What a finished (or interrupted) study prints: best trial, baseline, where to look."""
     study, layout, data_root = outcome.spec, outcome.layout, outcome.data_root
@@ -76,6 +99,8 @@ def summary(outcome: Outcome) -> int:
             "raise num_samples or asha.grace_period, or see the failed trials' fail_reason."
         )
     print(f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm{ratio}")
+    if study.asha is not None:
+        print(early_stopping_line(study, ot_study, counts.get("pruned", 0)))
     print("Look at it:")
     print(
         f"  optuna-dashboard: {_tool('optuna-dashboard')} {shlex.quote(mask_url(storage))} "

@@ -11,11 +11,13 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search.records import trials
 from search.records.lineage import StudyLineage
 from search.records.storage import open_storage
+from search.run import early_stopping
+from search.run.early_stopping import StudyNote
 from search.run.recovery import NewestCheckpoint
 from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
 from search.spec.samplers import make_sampler
@@ -46,6 +48,45 @@ def resourced(spec: StudySpec, gpu: float):
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": gpu})
 
 
+def search_alg(
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    settings: dict[str, Any],
+    warm_start: bool,
+) -> StudySearch:
+    """The study's searcher: TPE (or random) on the Optuna storage, every trial the space's
+    sample plus ``settings``, the warm-start points first when ``warm_start``."""
+    points = [dict(p) for p in spec.space.warm_start] if warm_start else []
+    return StudySearch(
+        space=Suggest(spec.space, settings),
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=points or None,
+        sampler=make_sampler(spec.sampler, spec.seed),
+        study_name=spec.name,
+        storage=storage,
+        max_t=spec.max_epochs,
+        num_samples=spec.num_samples,
+    )
+
+
+def tune_config(
+    spec: StudySpec, searcher: StudySearch, note: StudyNote | None = None
+) -> tune.TuneConfig:
+    """What decides which trials run and how long: the searcher, the study's scheduler, the
+    concurrency (``benchmarks/search_tabular.py`` runs the same against a table)."""
+    return tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.mode,
+        search_alg=searcher,
+        scheduler=scheduler(spec, note),
+        num_samples=-1,  # no limit of Ray's own: the searcher counts in the storage
+        max_concurrent_trials=spec.max_concurrent_trials,
+        reuse_actors=True,
+        trial_dirname_creator=trial_dirname,
+    )
+
+
 def build(
     spec: StudySpec,
     study: optuna.Study,
@@ -61,18 +102,7 @@ def build(
     limit)."""
     trials.record_study(study, {trials.RAY_RUN: run})
     attrs = study.user_attrs
-    points = [dict(p) for p in spec.space.warm_start] if warm_start else []
-    searcher = StudySearch(
-        space=Suggest(spec.space, attrs[trials.CONSTANTS]),
-        metric=spec.metric,
-        mode=spec.mode,
-        points_to_evaluate=points or None,
-        sampler=make_sampler(spec.sampler, spec.seed),
-        study_name=spec.name,
-        storage=open_storage(storage_url),
-        max_t=spec.max_epochs,
-        num_samples=spec.num_samples,
-    )
+    searcher = search_alg(spec, open_storage(storage_url), attrs[trials.CONSTANTS], warm_start)
     lineage = StudyLineage(
         spec.name,
         storage_url,
@@ -83,16 +113,7 @@ def build(
     )
     return tune.Tuner(
         resourced(spec, gpu),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=searcher,
-            scheduler=scheduler(spec),
-            num_samples=-1,  # no limit of Ray's own: the searcher counts in the storage
-            max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
+        tune_config=tune_config(spec, searcher, StudyNote(storage_url, spec.name)),
         run_config=tune.RunConfig(
             name=run,
             storage_path=experiments,
@@ -128,19 +149,15 @@ def restore(location: str, spec: StudySpec, gpu: float) -> tune.Tuner:
     )
 
 
-def scheduler(spec: StudySpec) -> TrialScheduler:
-    """ASHA on the study's metric, or none (FIFO: every trial runs ``max_epochs``). Rungs are
-    at epochs after warmup (``EPOCHS_AFTER_WARMUP``): a trial with warmup w meets its first rung
-    at epoch w + grace, when it is compared with others past their warmup too. It still stops at
-    ``max_epochs`` (its ``epochs``), so ASHA's ``max_t`` only needs to be out of the way."""
+def scheduler(spec: StudySpec, note: StudyNote | None = None) -> TrialScheduler:
+    """ASHA on the study's metric (``early_stopping``), or none (FIFO: every trial runs
+    ``max_epochs``). Rungs are at epochs after warmup (``EPOCHS_AFTER_WARMUP``): a trial with
+    warmup w meets its first rung at epoch w + grace, when it is compared with others past their
+    warmup too. It still stops at ``max_epochs`` (its ``epochs``), so ASHA's ``max_t`` only needs
+    to be out of the way."""
     if spec.asha is None:
         return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr=EPOCHS_AFTER_WARMUP,
-        max_t=spec.max_epochs,
-        grace_period=spec.asha.grace_period,
-        reduction_factor=spec.asha.reduction_factor,
-    )
+    return early_stopping.scheduler(spec.asha, spec.max_epochs, EPOCHS_AFTER_WARMUP, note)
 
 
 class _NoRayRestoreHint(logging.Filter):
