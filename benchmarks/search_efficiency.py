@@ -4,7 +4,9 @@ for real; the confirmation of what ``search_tabular.py`` measures on a table.
 Four arms search the benchmark space (``curves.SPACE_YAML``) on the tabular benchmark's task
 (``curves.TASKS["bench"]``: 200 synthetic cephalograms, 140 train / 30 valid / 30 test, 64 px,
 hrnet_w18_small, 27 epochs a trial), with the same seed (sampler and training), one trial at a
-time on both cores, through real libraries:
+time on one thread, through real libraries; ``--jobs`` seeds run at once, each in its own
+process and scratch project (on 2 cores two one-thread trials train almost twice as fast as
+one two-thread trial at 64 px):
 
 - A (cephtune): the product path with the product's defaults (no sampler or early-stopping
   line in the study file): ``search.cli.main(["start", file, "--fresh"])`` in this process, the
@@ -31,10 +33,12 @@ tabular benchmark's development seeds. ``--seeds 11,12,13`` runs others.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +63,7 @@ class Mode:
     trials: int  # arm B's; the budget is trials x max_epochs
 
 
-SMOKE_TASK = Task("smoke", n=12, width=193, height=240, image_size=32, max_epochs=2)
+SMOKE_TASK = Task("smoke", n=12, width=193, height=240, image_size=32, max_epochs=3)
 MODES = {
     "smoke": Mode("0", SMOKE_TASK, trials=2),
     "quick": Mode("0", TASKS["small"], trials=6),
@@ -117,7 +121,7 @@ class TestScores:
         key = json.dumps([seed, params], sort_keys=True)
         if key not in self.done:
             spec = load_study(self.project / f"se-{self.tag}-A-s{seed}.yaml")
-            values = {**settings(spec), **spec.space.fixed, **params, "num_threads": 2}
+            values = {**settings(spec), **spec.space.fixed, **params}
             cfg = TrainConfig.from_dict(values, "selection")
             run = run_training(cfg, lambda m, s: None, device="cpu")
             test = dataset_for(cfg, "test", augment=False)
@@ -135,9 +139,30 @@ def quiet() -> None:
     logging.getLogger("ray").setLevel(logging.WARNING)
 
 
-def run_all(project: Path, tag: str, mode: Mode, seeds: tuple[int, ...]) -> list[dict]:
+def score_seed(seed: int, arms: dict[str, History], test: dict[str, float], budget: int) -> dict:
+    """What ``report`` needs of one seed (plain data, so a share run elsewhere can send it)."""
+    notes = []
+    for arm in arms.values():
+        if len(arm.history) < budget:
+            notes.append(f"seed {seed}: {arm.name} trained only {len(arm.history)} epochs")
+        for state in ("FAIL", "ERROR"):
+            if arm.states.get(state):
+                notes.append(f"seed {seed}: {arm.name}: {arm.states[state]} trial(s) {state}")
+        notes += [f"seed {seed}: {arm.name}: {note}" for note in arm.notes]
+    return {
+        "seed": seed,
+        "test": test,
+        "to_match": arms["A"].epochs_to_reach(arms["B"].best_valid(budget), budget),
+        "trials": {k: arms[k].trials_in(budget) for k in "ABCD"},
+        "walls": {k: arms[k].wall_s for k in "ABCD"},
+        "rungs": arms["A"].rungs,
+        "notes": notes,
+    }
+
+
+def run_all(project: Path, tag: str, mode: Mode, seeds: tuple[int, ...], out: Path) -> None:
     """Every (seed, arm) in ``project``, the order of the arms rotating with the seed, then
-    each arm's selection scored on test."""
+    each arm's selection scored on test; each seed's row a line of JSON in ``out``."""
     import ray
 
     quiet()
@@ -146,14 +171,14 @@ def run_all(project: Path, tag: str, mode: Mode, seeds: tuple[int, ...]) -> list
     (project / f"space-{tag}.yaml").write_text(mode.task.space_yaml())
     here = Path.cwd()
     os.chdir(project)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     budget = mode.trials * mode.task.max_epochs
     scores = TestScores(project, tag, mode)
     try:
         with open(project / f"studies-{tag}.log", "a") as log:
-            rows = []
-            for i, seed in enumerate(seeds):
-                order = "BACD"[i % 4 :] + "BACD"[: i % 4]
+            for seed in seeds:
+                i = seed % 4
+                order = "BACD"[i:] + "BACD"[:i]
                 arms = {arm: run_arm(project, log, tag, mode, arm, seed) for arm in order}
                 test = {}
                 for arm, found in arms.items():
@@ -162,40 +187,33 @@ def run_all(project: Path, tag: str, mode: Mode, seeds: tuple[int, ...]) -> list
                     test[arm] = float("inf") if chosen is None else scores(seed, chosen)
                 print(f"  seed {seed}: test MRE of each selection " + ", ".join(
                     f"{k} {fmt(test[k])}" for k in "ABCD"), flush=True)  # fmt: skip
-                rows.append({"arms": arms, "test": test})
-            return rows
+                with open(out, "a") as sink:
+                    sink.write(json.dumps(score_seed(seed, arms, test, budget)) + "\n")
     finally:
         ray.shutdown()
         os.chdir(here)
 
 
-def report(seeds: tuple[int, ...], rows: list[dict], mode: Mode, total: float) -> None:
+def report(rows: list[dict], mode: Mode, total: float) -> None:
     budget = mode.trials * mode.task.max_epochs
     print()
     print(f"{'seed':>5} {'B test':>7} {'A test':>7} {'C test':>7} {'D test':>7} {'A ep':>5} "
           f"{'frac':>6} {'A/B':>6} {'A/C':>6} {'A/D':>6} {'trials A/C/D':>12} "
           f"{'wall s A/B/C/D':>16}")  # fmt: skip
     fracs, ratios, vs_c, vs_d, notes = [], [], [], [], []
-    for seed, row in zip(seeds, rows, strict=True):
-        arms, test = row["arms"], row["test"]
-        to_match = arms["A"].epochs_to_reach(arms["B"].best_valid(budget), budget)
-        fracs.append(to_match / budget)
+    for row in rows:
+        test = row["test"]
+        fracs.append(row["to_match"] / budget)
         ratios.append(test["A"] / test["B"])
         vs_c.append(test["A"] / test["C"])
         vs_d.append(test["A"] / test["D"])
-        trials = "/".join(str(arms[k].trials_in(budget)) for k in "ACD")
-        walls = "/".join(f"{arms[k].wall_s:.0f}" for k in "ABCD")
-        print(f"{seed:>5} {test['B']:>7.3f} {test['A']:>7.3f} {test['C']:>7.3f} "
-              f"{test['D']:>7.3f} {fmt(to_match, '.0f'):>5} {fmt(fracs[-1]):>6} "
+        trials = "/".join(str(row["trials"][k]) for k in "ACD")
+        walls = "/".join(f"{row['walls'][k]:.0f}" for k in "ABCD")
+        print(f"{row['seed']:>5} {test['B']:>7.3f} {test['A']:>7.3f} {test['C']:>7.3f} "
+              f"{test['D']:>7.3f} {fmt(row['to_match'], '.0f'):>5} {fmt(fracs[-1]):>6} "
               f"{ratios[-1]:>6.3f} {vs_c[-1]:>6.3f} {vs_d[-1]:>6.3f} {trials:>12} "
               f"{walls:>16}")  # fmt: skip
-        for arm in arms.values():
-            if len(arm.history) < budget:
-                notes.append(f"seed {seed}: {arm.name} trained only {len(arm.history)} epochs")
-            for state in ("FAIL", "ERROR"):
-                if arm.states.get(state):
-                    notes.append(f"seed {seed}: {arm.name}: {arm.states[state]} trial(s) {state}")
-            notes += [f"seed {seed}: {arm.name}: {note}" for note in arm.notes]
+        notes += row["notes"]
     print(
         "test: the test MRE (mm) of each arm's selection re-trained; A ep: epochs A spent until "
         "a finished trial as good on valid as B's selection; frac = A ep / budget. trials: "
@@ -228,28 +246,42 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 seed of the small task (~10 minutes)")
     p.add_argument("--seeds", help="seeds, e.g. 11,12,13 or 30-34 (default: the mode's)")
+    p.add_argument("--jobs", type=int, default=2, help="processes that share the seeds")
+    p.add_argument("--out-json", type=Path, help=argparse.SUPPRESS)  # a share's results
     args = p.parse_args()
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     mode = MODES[mode_name]
     seeds = parse_seeds(args.seeds or mode.seeds)
+    if args.out_json is not None:  # one share of a parallel run, in its own project
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run_all(args.workdir.resolve(), mode_name, mode, seeds, args.out_json)
+        return
     task = mode.task
     header(f"search efficiency end to end: cephtune vs random, Ray, Optuna ({mode_name})")
     print(
         f"task: synthetic n={task.n} ({task.width}x{task.height} px), {task.backbone} at "
-        f"{task.image_size} px, {task.max_epochs} epochs; one trial at a time on 2 threads; "
-        f"seeds {list(seeds)}; B: {mode.trials} random trials = budget "
-        f"{mode.trials * task.max_epochs} epochs; A, C, D cut there"
+        f"{task.image_size} px, {task.max_epochs} epochs; one trial at a time per seed on one "
+        f"thread, {min(args.jobs, len(seeds))} seeds at once; seeds {list(seeds)}; B: "
+        f"{mode.trials} random trials = budget {mode.trials * task.max_epochs} epochs; A, C, D "
+        "cut there"
     )
     sys.stdout.flush()
     started = time.perf_counter()
-    tag = mode_name
-    if args.workdir is None:
-        with tempfile.TemporaryDirectory(prefix="search-efficiency-") as folder:
-            rows = run_all(Path(folder), tag, mode, seeds)
-    else:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        rows = run_all(args.workdir.resolve(), tag, mode, seeds)
-    report(seeds, rows, mode, time.perf_counter() - started)
+    with tempfile.TemporaryDirectory(prefix="search-efficiency-", dir=args.workdir) as folder:
+        out = Path(folder) / "seeds.jsonl"
+        jobs = max(1, min(args.jobs, len(seeds)))
+        procs = []
+        for j in range(jobs):
+            share = ",".join(map(str, seeds[j::jobs]))
+            command = [sys.executable, __file__, "--seeds", share, "--out-json", str(out),
+                       "--workdir", str(Path(folder) / f"job{j}")]  # fmt: skip
+            command += ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
+            procs.append(subprocess.Popen(command))
+        failed = [p.args for p in procs if p.wait() != 0]
+        if failed:
+            sys.exit(f"a share of the seeds failed: {failed[0]}")
+        found = {r["seed"]: r for r in map(json.loads, out.read_text().splitlines())}
+    report([found[s] for s in seeds], mode, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ metric: mre_mm
 mode: min
 num_samples: {num_samples}
 max_epochs: {max_epochs}
-{arm}resources: {{cpu: 2, gpu: 0}}
+{arm}resources: {{cpu: 1, gpu: 0}}
 max_concurrent_trials: 1
 seed: {seed}
 """

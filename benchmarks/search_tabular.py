@@ -229,7 +229,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", default=None, help=f"default {HELD_OUT_SEEDS} (smoke: 0,1)")
     p.add_argument("--trials", type=int, default=20, help="random search's trials (the budget)")
-    p.add_argument("--table", type=Path, default=table_path("bench"))
+    p.add_argument("--table", type=Path, help="default tables/curves-bench.json (smoke: -small)")
     p.add_argument("--jobs", type=int, default=3, help="processes that share the seeds")
     p.add_argument(
         "--study-extra", default="", help="YAML lines added to every study (development only)"
@@ -238,6 +238,7 @@ def main() -> None:
     args = p.parse_args()
     seeds = parse_seeds(args.seeds or ("0,1" if args.smoke else HELD_OUT_SEEDS))
     trials = 3 if args.smoke else args.trials
+    args.table = args.table or table_path("small" if args.smoke else "bench")
     table = Table.load(args.table)
     if args.out_json is not None:  # one share of a parallel run
         run_seeds(args, table, seeds, trials, args.out_json)

@@ -21,6 +21,7 @@ BENCHMARKS = [
     "data_pipeline",
     "trainable_efficiency",
     "search_efficiency",
+    "search_tabular",
     "gpu",
     "frontier",
 ]
