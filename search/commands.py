@@ -96,9 +96,12 @@ def train(args: argparse.Namespace) -> None:
     layout = Layout.here()
     out = args.out or layout.runs_dir(args.config.stem)
     result = train(args.config, out, args.resume, args.experiment, Tracking(layout))
-    best = result["best"]
-    print(f"best valid MRE {best['mre_mm']:.3f} mm (epoch {best.get('epoch', '?')})")
-    print(f"checkpoints: {out}/best.pt, {out}/last.pt; MLflow run {result['run_id']}")
+    best, metric = result["best"], result["metric"]
+    shown = [f"MRE {best['mre_mm']:.3f} mm"] if "mre_mm" in best else []
+    if metric != "mre_mm":  # the metric best.pt was kept by
+        shown.insert(0, f"{metric} {best[metric]:.4g}")
+    print(f"best valid {', '.join(shown)} (epoch {best.get('epoch', '?')})")
+    print(f"checkpoints: {', '.join(result['checkpoints'])}; MLflow run {result['run_id']}")
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -1,4 +1,9 @@
-"""Checkpoints that carry what is needed to re-run them: resolved config, versions, commit."""
+"""Checkpoints that carry what is needed to re-run them: resolved config, versions, commit;
+saved atomically, loaded without running code, and a model rebuilt from one.
+
+Their file names, the keys other modules read and which epoch is kept are
+``trainables.artifacts``'.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,11 @@ from typing import Any
 
 import torch
 
+from trainables.artifacts import CONFIG, WEIGHTS
+from trainables.config import TrainConfig
+from trainables.data.formats import symbols
 from trainables.errors import ConfigError
+from trainables.models import create_model
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +30,7 @@ def provenance(config: dict[str, Any]) -> dict[str, Any]:
     import timm
 
     return {
-        "config": dict(config),
+        CONFIG: dict(config),
         "versions": {
             "python": platform.python_version(),
             "torch": str(torch.__version__),
@@ -67,3 +76,11 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: checkpoint not found") from None
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
         raise ConfigError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
+
+
+def rebuild(cfg: TrainConfig, path: Path) -> torch.nn.Module:
+    """The network of ``cfg`` with the weights of the checkpoint at ``path``, on the CPU, in
+    eval mode."""
+    model = create_model(cfg, len(symbols(cfg.dataset_format)))
+    model.load_state_dict(load(path)[WEIGHTS])
+    return model.eval()

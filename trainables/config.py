@@ -11,6 +11,7 @@ from typing import Any
 from trainables.data.formats import FORMATS
 from trainables.data.records import ANNOTATOR_CHOICES
 from trainables.errors import ConfigError
+from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
 from trainables.losses import LOSSES
 from trainables.models import MODELS, get_model
 from trainables.progressive import Stages, canonical_stages, stages_rule
@@ -18,6 +19,8 @@ from trainables.shape import STRIDES, Size, canonical, size_rule
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TRAIN_ON = ("train", "train+valid")
+# The valid metrics a run can keep its best epoch by (``best_metric``): what every epoch reports.
+BEST_METRICS = ("mre_mm", "mre_sd_mm", "train_loss", *(sdr_key(t) for t in SDR_THRESHOLDS_MM))
 # Reported every epoch: epochs trained since the warmup ended (0 during it). ASHA's rungs count
 # this, so that a rung never compares a trial still ramping its learning rate with one past it.
 EPOCHS_AFTER_WARMUP = "epochs_after_warmup"
@@ -30,6 +33,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "annotator": ANNOTATOR_CHOICES,
     "precision": PRECISIONS,
     "train_on": TRAIN_ON,
+    "best_metric": BEST_METRICS,
+    "best_mode": ("min", "max"),
 }
 # What a run resolved that its config leaves open (``precision: auto``, the device): reported
 # as text with every epoch's metrics (MLflow tags) and saved with every checkpoint.
@@ -141,6 +146,9 @@ class TrainConfig:
     # input sizes first, then image_size (trainables.progressive)
     precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
     checkpoint_every: int = 5  # epochs between checkpoints, and the last (0 = never)
+    best_metric: str = "mre_mm"  # the valid metric best.pt keeps the best epoch by (promote
+    # writes its study's metric and mode; trainables.artifacts.CheckpointPolicy)
+    best_mode: str | None = None  # min | max; None = the metric's own (max for sdr_*)
     num_threads: int = 1
     cpu_memory_gb: float | None = None  # address space (GiB) the epochs may add to the built run
     # (RLIMIT_AS, trainables.memory); None = no cap

@@ -65,6 +65,13 @@ class Precision:
         device = default_device() if device is None else torch.device(device)
         return cls(device, choose_precision(requested, device.type, native_bf16(device)))
 
+    @classmethod
+    def for_inference(cls) -> Precision:
+        """Where a trained model is run outside training (``promote``'s test and candidates'
+        valid errors, ``predict``, serving): the GPU when this process has one, in fp32 (no
+        autocast: the predictions are the model's, not a lower precision's)."""
+        return cls.resolve("fp32")
+
     def autocast(self) -> AbstractContextManager:
         if self.name == "fp32":
             return nullcontext()

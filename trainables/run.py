@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from trainables import checkpoint
+from trainables.artifacts import BEST, EPOCH, WEIGHTS
 from trainables.config import RESOLVED_KEYS, TrainConfig
 from trainables.data.augment import augment_config
 from trainables.data.dataset import LandmarkDataset
@@ -53,7 +54,7 @@ class Run:
     sigma: float
     size: Size  # the input size of the current epoch (progressive_stages, then image_size)
     epoch: int = 0
-    best: float | None = None
+    best: float | None = None  # the best valid value of the checkpoint policy's metric so far
     nonfinite_streak: int = 0  # consecutive non-finite step losses, carried across epochs
 
     def resolved(self) -> dict[str, str]:
@@ -65,26 +66,26 @@ class Run:
     def state(self) -> dict[str, Any]:
         """A checkpoint: weights, optimiser and schedule state, and the provenance."""
         return {
-            "model": self.model.state_dict(),
+            WEIGHTS: self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "best": self.best,
+            EPOCH: self.epoch,
+            BEST: self.best,
             **self.resolved(),
             **checkpoint.provenance(self.cfg.to_dict()),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint, which may come from another device or precision."""
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state[WEIGHTS])
         self.optimizer.load_state_dict(device_options(state["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         # A run without loss scaling (fp32, bf16) saved a disabled scaler's {}: an fp16 run
         # resuming it starts from the scaler's initial scale (an enabled scaler refuses {}).
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.best = state["epoch"], state["best"]
+        self.epoch, self.best = state[EPOCH], state[BEST]
 
     def resize(self, size: Size) -> None:
         """Train and validate at ``size`` from now on (a progressive stage's size): the data and

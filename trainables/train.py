@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from trainables.artifacts import CheckpointPolicy
 from trainables.config import EPOCHS_AFTER_WARMUP, TrainConfig
 from trainables.eval import heatmap
 from trainables.eval.inference import errors_mm
@@ -145,10 +146,12 @@ def run_training(
     ``should_checkpoint``). ``resume`` is a checkpoint to continue from, from any device or
     precision. ``device`` defaults to CUDA when this process sees a GPU; a Ray trial passes
     the one its resources give it. ``metrics`` also carry the resolved ``precision`` and
-    ``device`` (text). Running out of memory (``cpu_memory_gb``, the GPU's or the machine's)
+    ``device`` (text). The run's ``best`` follows the config's ``CheckpointPolicy``. Running
+    out of memory (``cpu_memory_gb``, the GPU's or the machine's)
     raises ``OutOfMemory`` (``oom: …``).
     """
     where = "build"
+    policy = CheckpointPolicy.of(cfg)
     try:
         run = build(cfg, device)
         if resume is not None:
@@ -166,8 +169,8 @@ def run_training(
                 metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
                 metrics["input_px"] = float(long_side(run.size))
                 metrics[EPOCHS_AFTER_WARMUP] = max(0, run.epoch - cfg.warmup_epochs)
-                if run.best is None or metrics["mre_mm"] < run.best:
-                    run.best = metrics["mre_mm"]
+                if policy.improves(metrics, run.best):
+                    run.best = policy.value(metrics)
                 report(metrics, run.state)
     except (RuntimeError, MemoryError) as err:
         if isinstance(err, OutOfMemory) or not is_out_of_memory(err):

@@ -18,10 +18,9 @@ from search.app.train import train
 from search.layout import Layout
 from search.records.tracking import Tracking
 from trainables import checkpoint
+from trainables.artifacts import BEST_CHECKPOINT
 from trainables.config import TrainConfig
-from trainables.data.formats import symbols
 from trainables.eval.inference import errors_mm
-from trainables.models import create_model
 from trainables.precision import Precision
 from trainables.run import dataset_for
 
@@ -55,12 +54,11 @@ class Candidate:
         return min(self.runs, key=lambda run: run["mre_mm"])
 
     def model(self, run: dict[str, Any] | None = None):
-        """The network of ``run`` (default: the best seed's) at its best valid epoch, on CPU."""
+        """The network of ``run`` (default: the best seed's) at its best valid epoch (by the
+        config's ``CheckpointPolicy``), on CPU."""
         run = run or self.best_run()
         cfg = TrainConfig.from_dict({**self.values, "seed": run["seed"]})
-        net = create_model(cfg, len(symbols(cfg.dataset_format)))
-        net.load_state_dict(checkpoint.load(Path(run["folder"]) / "best.pt")["model"])
-        return net.eval()
+        return checkpoint.rebuild(cfg, Path(run["folder"]) / BEST_CHECKPOINT)
 
 
 def retrain(
@@ -98,7 +96,7 @@ def per_image_valid_mre(candidate: Candidate) -> np.ndarray:
     """Each valid image's MRE (mm), averaged over the candidate's seeds."""
     cfg = TrainConfig.from_dict(candidate.values)
     valid = dataset_for(cfg, "valid", augment=False)
-    precision = Precision.resolve("fp32")
+    precision = Precision.for_inference()
     per_seed = [
         np.nanmean(errors_mm(candidate.model(run).to(precision.device), valid, precision, 4), 1)
         for run in candidate.runs

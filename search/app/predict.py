@@ -14,6 +14,7 @@ from pathlib import Path
 
 from search.app.registry import load_registered
 from search.records.tracking import Tracking
+from trainables.artifacts import ModelMetadata
 from trainables.data.records import IMAGE_SUFFIXES
 from trainables.errors import ConfigError, DataError
 from trainables.eval.inference import predict_images
@@ -55,12 +56,12 @@ def collect_images(inputs: Sequence[Path]) -> list[Path]:
     return list(unique.values())
 
 
-def tta_for(meta: dict, enabled: bool) -> TTA | None:
+def tta_for(meta: ModelMetadata, enabled: bool) -> TTA | None:
     """The test-time augmentation for a registered model: mirrored only if it was trained with
     ``aug_flip`` (its config in the metadata says)."""
     if not enabled:
         return None
-    return TTA(flip=bool((meta.get("config") or {}).get("aug_flip", False)))
+    return TTA(flip=meta.aug_flip)
 
 
 def predict(
@@ -83,16 +84,15 @@ def predict(
         raise ConfigError(f"pixel size must be a positive number of mm, got {pixel_size}")
     paths = collect_images(inputs)
     model, meta = load_registered(tracking, uri)
-    symbols = tuple(meta["symbols"])
+    symbols = meta.symbols
     # Every image is decoded and predicted before anything is written: a bad one leaves no
     # half-filled output folder behind.
-    precision = Precision.resolve("fp32")  # the GPU when there is one; fp32: no autocast
     preds = predict_images(
         model,
         paths,
-        meta["image_size"],
-        precision,
-        stride=int(meta["stride"]),
+        meta.image_size,
+        Precision.for_inference(),
+        stride=meta.stride,
         tta=tta_for(meta, tta),
     )
     if preds.shape[1] != len(symbols):

@@ -1,21 +1,23 @@
 """Promote a study's best configuration to a final, longer run; test it once; register it.
 
 ``studies/NAME/best.yaml`` is the promoted trainable config (``search.py train`` accepts it as
-is); ``studies/NAME/final/`` holds the final checkpoints, the test tables and overlays. The final
-run is an MLflow run nested under the study's parent run; its model is registered as
+is), with the study's metric and mode as the epoch ``best.pt`` keeps; ``studies/NAME/final/``
+holds the final checkpoints, the test tables and overlays (``trainables.artifacts.FinalDir``).
+The final run is an MLflow run nested under the study's parent run; its model is registered as
 ``search.app.registry`` describes.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from optuna.study import StudyDirection
 
 from search.app import candidates as candidates_mod
 from search.app import registry
@@ -26,8 +28,9 @@ from search.records.storage import open_study
 from search.records.tracking import Tracking
 from search.run.lock import study_lock
 from trainables import checkpoint
+from trainables.artifacts import CheckpointPolicy, FinalDir, TestMetrics
 from trainables.config import TrainConfig
-from trainables.data.formats import load_split, symbols
+from trainables.data.formats import load_split
 from trainables.data.records import SPLITS
 from trainables.errors import ConfigError
 from trainables.eval.ensemble import Ensemble
@@ -35,7 +38,6 @@ from trainables.eval.inference import predict_dataset
 from trainables.eval.metrics import per_landmark, radial_errors, summarize
 from trainables.eval.overlay import draw_overlay
 from trainables.eval.tta import TTA
-from trainables.models import create_model
 from trainables.precision import Precision
 from trainables.run import dataset_for
 
@@ -78,17 +80,23 @@ def promote(
     best_first = ranking.ranked(study)
     if not best_first:  # a pruned trial never ran its full schedule
         raise ConfigError(f"study {study.study_name!r} has no completed trial to promote")
+    # best.pt keeps the epoch that is best by what the study optimised.
+    keep = {
+        "best_metric": study.user_attrs.get(trials.METRIC, "mre_mm"),
+        "best_mode": "max" if study.direction == StudyDirection.MAXIMIZE else "min",
+    }
     configs = []
     for trial in best_first[: max(1, candidates, ensemble or 1)]:
         values = trials.trial_config(study, trial)
         cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
         values["epochs"] = epochs or guides_epochs(cfg)
         values["checkpoint_every"] = 1
+        values.update(keep)
         if seed is not None:
             values["seed"] = seed
         configs.append((trial, values))
-    final = layout.final_dir(name)
-    last = final / "checkpoints" / "last.pt"
+    final = FinalDir(layout.final_dir(name))
+    last = final.last
     if resume and not last.is_file():
         raise ConfigError(f"{last}: no checkpoint to resume the final run from")
     # Hours of training come before the test split is read: check every split's files first
@@ -111,31 +119,31 @@ def promote(
         values["train_on"] = train_on
         best_yaml = _write_config(layout.best_yaml(name), values)
         trained = train(
-            best_yaml, final / "checkpoints", last if resume else None, name, tracking,
+            best_yaml, final.checkpoints, last if resume else None, name, tracking,
             {**tags, "cephtune.promoted_trial": str(trial.number)},
         )  # fmt: skip
-        # Selection on valid is meaningless once valid is trained on: keep the last epoch then.
-        pick = "last.pt" if train_on == "train+valid" else "best.pt"
         cfg = TrainConfig.from_dict(values)
-        model = create_model(cfg, len(symbols(cfg.dataset_format)))
-        model.load_state_dict(checkpoint.load(final / "checkpoints" / pick)["model"])
+        pick = CheckpointPolicy.of(cfg).tested
+        model = checkpoint.rebuild(cfg, final.checkpoint(pick))
         report = test_once(model, cfg, final, TTA(flip=cfg.aug_flip) if tta else None)
         if selection is not None:
-            report["selection"] = selection
+            report = dataclasses.replace(report, selection=selection)
             tracking.log_metrics(trained["run_id"], candidates_mod.selection_metrics(selection), 0)
         version, alias = registry.register(
-            tracking, name, trained["run_id"], model, cfg, report, final
+            tracking, name, trained["run_id"], model, cfg, report.to_dict(), final.root
         )
-        report.update(model_uri=f"models:/{name}/{version}", alias=alias, checkpoint=pick)
-        (final / "test_metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+        report = dataclasses.replace(
+            report, model_uri=f"models:/{name}/{version}", alias=alias, checkpoint=pick
+        )
+        report.write(final)
     return {
         "trial": trial.number,
         "best_yaml": str(best_yaml),
-        "final": str(final),
+        "final": str(final.root),
         "run_id": trained["run_id"],
         "version": version,
         "alias": alias,
-        **report,
+        **report.to_dict(),
     }
 
 
@@ -155,40 +163,48 @@ def _promote_ensemble(
         [cfg.image_size for cfg in configs],
         [cfg.aug_flip for cfg in configs],
     )
-    final = layout.final_dir(name)
+    final = FinalDir(layout.final_dir(name))
     trials_used = ",".join(str(m.trial) for m in members)
     run_id = tracking.start_run(
         name, "ensemble", {"ensemble_trials": trials_used},
         {**tags, "cephtune.role": "ensemble", "cephtune.ensemble_trials": trials_used},
     )  # fmt: skip
     report = test_once(model, configs[0], final, TTA(flip=True) if tta else None)
-    report["selection"] = selection
-    report["ensemble"] = [m.trial for m in members]
+    report = dataclasses.replace(report, selection=selection, ensemble=[m.trial for m in members])
     tracking.log_metrics(run_id, candidates_mod.selection_metrics(selection), 0)
-    version, alias = registry.register(tracking, name, run_id, model, configs[0], report, final)
+    version, alias = registry.register(
+        tracking, name, run_id, model, configs[0], report.to_dict(), final.root
+    )
     tracking.end_run(run_id)
-    report.update(model_uri=f"models:/{name}/{version}", alias=alias, checkpoint="ensemble")
-    (final / "test_metrics.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-    return {"trial": members[0].trial, "best_yaml": "", "final": str(final), "run_id": run_id,
-            "version": version, "alias": alias, **report}  # fmt: skip
+    report = dataclasses.replace(
+        report, model_uri=f"models:/{name}/{version}", alias=alias, checkpoint="ensemble"
+    )
+    report.write(final)
+    return {"trial": members[0].trial, "best_yaml": "", "final": str(final.root),
+            "run_id": run_id, "version": version, "alias": alias,
+            **report.to_dict()}  # fmt: skip
 
 
 def test_once(
-    model: torch.nn.Module, cfg: TrainConfig, final: Path, tta: TTA | None = None
-) -> dict[str, Any]:
+    model: torch.nn.Module, cfg: TrainConfig, final: FinalDir, tta: TTA | None = None
+) -> TestMetrics:
     """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays.
     ``model`` is left on the device it was evaluated on (``register`` logs it from the CPU)."""
     test = dataset_for(cfg, "test", augment=False)
-    precision = Precision.resolve("fp32")  # on the GPU when there is one; fp32: no autocast
+    precision = Precision.for_inference()
     preds = predict_dataset(model.to(precision.device), test, precision, cfg.batch_size, tta)
     truth = np.stack([r.landmarks for r in test.records])
     errors = radial_errors(preds, truth, np.array([r.pixel_size for r in test.records]))
-    scores: dict[str, Any] = {**summarize(errors), "images": len(test)}
-    scores["tta"] = tta.describe() if tta is not None else "none"
     table = per_landmark(errors, test.symbols)
-    scores["per_landmark"] = table
-    final.mkdir(parents=True, exist_ok=True)
-    with open(final / "per_landmark.csv", "w", newline="") as f:
+    scores = TestMetrics(
+        summarize(errors),
+        images=len(test),
+        tta=tta.describe() if tta is not None else "none",
+        per_landmark=table,
+    )
+    final.root.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = final.tables
+    with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["landmark", "mre_mm", "sd_mm", "sdr_2mm", "n"])
         for symbol, row in table.items():
@@ -206,12 +222,11 @@ def test_once(
         f"| {s} | {r['mre_mm']:.2f} | {r['sd_mm']:.2f} | {r['sdr_2mm']:.1%} | {r['n']} |"
         for s, r in table.items()
     ]
-    (final / "per_landmark.md").write_text("\n".join(lines) + "\n")
+    md_path.write_text("\n".join(lines) + "\n")
     # Overlays of the best, median and worst test image by per-image MRE.
     per_image = np.nanmean(errors, axis=1)
     order = np.argsort(per_image)
-    overlays = final / "overlays"
-    overlays.mkdir(exist_ok=True)
+    final.overlays.mkdir(exist_ok=True)
     for label, index in (
         ("best", order[0]),
         ("median", order[len(order) // 2]),
@@ -222,7 +237,7 @@ def test_once(
             record.image,
             preds[index],
             test.symbols,
-            overlays / f"{label}_{record.ceph_id}.png",
+            final.overlay(label, record.ceph_id),
             truth_xy=record.landmarks,
             title=f"{label}: {record.ceph_id} MRE {per_image[index]:.2f} mm",
         )

@@ -3,8 +3,7 @@
 A promoted model is an MLflow pytorch model (pickle format: the plain module with its
 ``stride``; cephtune's model code ships with it, so it loads wherever torch and timm are), and
 an MLflow pyfunc that answers landmark requests (``trainables.eval.serving``), whose
-metadata carries its preprocessing: ``image_size``, landmark ``symbols`` in output order,
-``stride``, ``dataset_format``, ``annotator``, ``sigma`` and the full ``config``. It is registered
+metadata carries its preprocessing (``trainables.artifacts.ModelMetadata``). It is registered
 under the study's name with the alias ``champion`` when its test MRE beats the current
 champion's (or there is none), ``challenger`` otherwise.
 """
@@ -25,12 +24,10 @@ from torch import nn
 import trainables
 from search.layout import mask_url
 from search.records.tracking import Tracking
+from trainables.artifacts import FinalDir, ModelMetadata
 from trainables.config import TrainConfig
-from trainables.data.formats import symbols
 from trainables.errors import ConfigError, first_line
 from trainables.eval import serving
-from trainables.eval.ensemble import Ensemble
-from trainables.shape import sigma_for
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
 
@@ -46,26 +43,6 @@ def _save_served(path: str, mlflow_model: Model, **kwargs: Any) -> None:
 
 # What ``Model.log`` calls a flavor module: a name and a ``save_model``.
 _SERVED_PYTORCH = SimpleNamespace(__name__="mlflow.pytorch", save_model=_save_served)
-REQUIRED_METADATA = ("image_size", "symbols", "stride")
-
-
-def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
-    return {
-        "image_size": cfg.image_size,
-        "symbols": list(symbols(cfg.dataset_format)),
-        "dataset_format": cfg.dataset_format,
-        "annotator": cfg.annotator,
-        "stride": int(model.stride),
-        "sigma": sigma_for(cfg.sigma, cfg.image_size, int(model.stride)),
-        "config": cfg.to_dict(),
-        # An ensemble's members each letterbox the image at their own size.
-        "ensemble": [
-            {"image_size": size, "stride": int(member.stride), "aug_flip": flip}
-            for member, size, flip in model.parts()
-        ]
-        if isinstance(model, Ensemble)
-        else None,
-    }
 
 
 def alias_for(test_mre: float, champion_mre: float | None) -> str:
@@ -86,15 +63,18 @@ def register(
     final: Path,
 ) -> tuple[str, str]:
     """Log the model and its test results to the final run, register it as model ``name``,
-    and give it the alias ``alias_for`` decides; returns the version and the alias."""
+    and give it the alias ``alias_for`` decides; returns the version and the alias.
+    ``scores``: the test results (``TestMetrics.to_dict``); ``final``: the folder with their
+    tables and overlays (``FinalDir``)."""
+    folder = FinalDir(final)
     with tracking.active(), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if isinstance(v, float)})
         mlflow.set_tag("cephtune.test_tta", scores.get("tta", "none"))
-        for table in ("per_landmark.csv", "per_landmark.md"):
-            if (final / table).is_file():
-                mlflow.log_artifact(str(final / table), artifact_path="test")
-        if (final / "overlays").is_dir():
-            mlflow.log_artifacts(str(final / "overlays"), artifact_path="test/overlays")
+        for table in folder.tables:
+            if table.is_file():
+                mlflow.log_artifact(str(table), artifact_path="test")
+        if folder.overlays.is_dir():
+            mlflow.log_artifacts(str(folder.overlays), artifact_path="test/overlays")
         info = Model.log(
             artifact_path=None,
             name="model",
@@ -102,7 +82,7 @@ def register(
             pytorch_model=model.eval().cpu(),
             pickle_module=mlflow.pytorch.pickle_module,
             registered_model_name=name,
-            metadata=metadata(model, cfg),
+            metadata=ModelMetadata.describe(model, cfg).to_dict(),
             serialization_format="pickle",
             code_paths=[str(Path(trainables.__file__).parent)],
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm", "numpy"],
@@ -121,7 +101,7 @@ def _champion_mre(tracking: Tracking, name: str) -> float | None:
     return tracking.client.get_run(current.run_id).data.metrics.get(TEST_METRIC)
 
 
-def load_registered(tracking: Tracking, uri: str) -> tuple[nn.Module, dict[str, Any]]:
+def load_registered(tracking: Tracking, uri: str) -> tuple[nn.Module, ModelMetadata]:
     """The model (CPU) at ``uri`` (``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/ID/model``)
     and its metadata; an unknown URI or a model that is not cephtune's is a ``ConfigError``."""
     store = mask_url(tracking.uri)
@@ -132,13 +112,9 @@ def load_registered(tracking: Tracking, uri: str) -> tuple[nn.Module, dict[str, 
             raise ConfigError(
                 f"model {uri!r} not found in {store}: {mask_url(first_line(e))}"
             ) from None
-        missing = [k for k in REQUIRED_METADATA if not meta or k not in meta]
-        if missing:
-            raise ConfigError(
-                f"model {uri!r} is not a cephtune landmark model (metadata lacks {missing})"
-            )
+        metadata = ModelMetadata.from_dict(meta, uri)
         try:
             model = mlflow.pytorch.load_model(uri, map_location="cpu")
         except (MlflowException, OSError) as e:
             raise ConfigError(f"model {uri!r}: cannot load ({mask_url(first_line(e))})") from None
-    return model, dict(meta)
+    return model, metadata

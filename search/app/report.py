@@ -8,7 +8,6 @@ page is one file that opens anywhere, offline.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from search.records.trials import (
     STATE_TAGS,
     interrupted,
 )
-from trainables.errors import ConfigError
+from trainables.artifacts import FinalDir, TestMetrics
 from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
 
 TOP_CURVES = 5
@@ -172,29 +171,25 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
 
 
 def _test_results(final_dir: Path) -> str:
-    path = final_dir / "test_metrics.json"
-    if not path.is_file():
+    final = FinalDir(final_dir)
+    data = TestMetrics.read(final)
+    if data is None:
         return page.section(
-            "Test set", f"<p>No promoted model yet ({page.esc(path)} not found).</p>"
+            "Test set", f"<p>No promoted model yet ({page.esc(final.test_metrics)} not found).</p>"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the test metrics ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    scores = data.scores
     rows = [
-        ("model", data.get("model_uri")),
-        ("alias", data.get("alias")),
-        ("test images", data.get("images")),
-        ("MRE (mm)", data.get("mre_mm")),
-        ("MRE SD (mm)", data.get("mre_sd_mm")),
-        *((f"SDR@{t:g}mm", page.pct(data.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
-        ("test-time augmentation", data.get("tta", "none")),
-        ("ensemble of trials", data.get("ensemble")),
+        ("model", data.model_uri),
+        ("alias", data.alias),
+        ("test images", data.images),
+        ("MRE (mm)", scores.get("mre_mm")),
+        ("MRE SD (mm)", scores.get("mre_sd_mm")),
+        *((f"SDR@{t:g}mm", page.pct(scores.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
+        ("test-time augmentation", data.tta),
+        ("ensemble of trials", data.ensemble),
     ]
-    body = page.kv(rows) + _selection(data.get("selection"))
-    landmarks = data.get("per_landmark") or {}
+    body = page.kv(rows) + _selection(data.selection)
+    landmarks = data.per_landmark or {}
     if isinstance(landmarks, dict) and landmarks:
         body += "<h3>Per landmark</h3>" + page.table(
             ("landmark", "MRE (mm)", "SD (mm)", "SDR@2mm", "n"),
@@ -204,7 +199,7 @@ def _test_results(final_dir: Path) -> str:
                 if isinstance(r, dict)
             ),
         )
-    overlays = sorted((final_dir / "overlays").glob("*.png"))
+    overlays = sorted(final.overlays.glob("*.png"))
     if overlays:
         body += "<h3>Overlays</h3>" + "".join(
             f'<figure><img src="{report_plots.png_data_uri(p.read_bytes())}" '

@@ -11,7 +11,7 @@ from typing import Any
 
 from search.records.tracking import Tracking
 from search.spec.yamlfile import load_mapping
-from trainables import checkpoint
+from trainables import artifacts, checkpoint
 from trainables.config import TrainConfig
 from trainables.data.formats import load_split
 from trainables.errors import ConfigError
@@ -34,15 +34,18 @@ def load_config(path: Path) -> TrainConfig:
 
 
 def _check_resume(cfg: TrainConfig, state: dict[str, Any], path: Path) -> None:
-    saved = state.get("config", {})
+    saved = state.get(artifacts.CONFIG, {})
+    if saved:  # a key the checkpoint's code did not have yet ran as its default then
+        saved = {**TrainConfig().to_dict(), **saved}
     for key, value in cfg.to_dict().items():
         if key not in RESUMABLE_CHANGES and saved.get(key) != value:
             raise ConfigError(
                 f"{path}: checkpoint was trained with {key}={saved.get(key)!r}, the config "
                 f"says {value!r}; only {', '.join(sorted(RESUMABLE_CHANGES))} may change"
             )
-    if state["epoch"] >= cfg.epochs:
-        raise ConfigError(f"{path}: checkpoint is at epoch {state['epoch']} of {cfg.epochs}")
+    epoch = state[artifacts.EPOCH]
+    if epoch >= cfg.epochs:
+        raise ConfigError(f"{path}: checkpoint is at epoch {epoch} of {cfg.epochs}")
 
 
 def train(
@@ -53,8 +56,9 @@ def train(
     tracking: Tracking,
     tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` to the end, logged to ``experiment`` in the ``tracking`` store; returns
-    the best valid metrics and where things are."""
+    """Train ``config`` to the end, logged to ``experiment`` in the ``tracking`` store, keeping
+    ``out/last.pt`` and ``out/best.pt`` (the best epoch by the config's ``CheckpointPolicy``);
+    returns the best epoch's valid metrics, the metric it was chosen by, and where things are."""
     from tqdm import tqdm
 
     cfg = load_config(config)
@@ -72,11 +76,14 @@ def train(
         cfg.to_dict(),
         {"cephtune.config": str(config.resolve()), **(tags or {})},
     )
+    policy = artifacts.CheckpointPolicy.of(cfg)
+    last, best_pt = out / artifacts.LAST_CHECKPOINT, out / artifacts.BEST_CHECKPOINT
     # A resumed run keeps best.pt unless it really improves on the checkpoint's best.
-    best: dict[str, Any] = {"mre_mm": state["best"]} if state and state["best"] else {}
+    kept = state[artifacts.BEST] if state else None
+    best: dict[str, Any] = {policy.metric: kept} if kept is not None else {}
     bar = tqdm(
         total=cfg.epochs,
-        initial=state["epoch"] if state else 0,
+        initial=state[artifacts.EPOCH] if state else 0,
         unit="epoch",
         file=sys.stderr,
         dynamic_ncols=True,
@@ -85,15 +92,15 @@ def train(
     def report(metrics: dict[str, Any], state_fn: State) -> None:
         epoch = metrics["epoch"]
         tracking.log_metrics(run_id, metrics, step=epoch)
-        improved = not best or metrics["mre_mm"] < best["mre_mm"]
+        improved = policy.improves(metrics, best.get(policy.metric))
         if improved:
             best.clear()
             best.update(metrics)
         if should_checkpoint(cfg, epoch) or improved:
             snapshot = state_fn()
-            checkpoint.save(out / "last.pt", snapshot)
+            checkpoint.save(last, snapshot)
             if improved:
-                shutil.copyfile(out / "last.pt", out / "best.pt")
+                shutil.copyfile(last, best_pt)
         bar.set_postfix(
             loss=f"{metrics['train_loss']:.4f}",
             lr=f"{metrics['lr']:.2e}",
@@ -116,4 +123,10 @@ def train(
         bar.close()
     tracking.log_artifact(run_id, config)
     tracking.end_run(run_id)
-    return {"best": best, "out": str(out), "run_id": run_id}
+    return {
+        "best": best,
+        "metric": policy.metric,
+        "out": str(out),
+        "checkpoints": [str(best_pt), str(last)],
+        "run_id": run_id,
+    }

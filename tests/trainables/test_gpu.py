@@ -137,7 +137,7 @@ def test_inference_runs_on_the_gpu(data_dir, tmp_path):
     """What ``predict`` and ``promote``'s test evaluation do: the model on the GPU there is."""
     from trainables.eval.inference import predict_images
     from trainables.models import create_model
-    from trainables.precision import default_device
+    from trainables.precision import Precision
 
     cfg = config(data_dir, tmp_path)
     model = create_model(cfg, 29).eval()
@@ -145,7 +145,7 @@ def test_inference_runs_on_the_gpu(data_dir, tmp_path):
     with torch.no_grad():
         on_cpu = model(batch)
     paths = sorted((Path(data_dir) / "test" / "Cephalograms").iterdir())[:4]
-    preds = predict_images(model, paths, cfg.image_size, device=default_device())
+    preds = predict_images(model, paths, cfg.image_size, Precision.for_inference())
     assert next(model.parameters()).device.type == "cuda"
     assert preds.shape == (len(paths), 29, 2) and np.isfinite(preds).all()
     with torch.no_grad():

@@ -10,8 +10,9 @@
                          "pixel_size_mm": 0.1}, ...]}
 
 one result per image, in original pixels, through the one inference path
-(``trainables.eval.inference``). mlflow is imported only when a model is loaded, so the
-trainable never needs it.
+(``trainables.eval.inference``). A model whose metadata lacks the keys
+``trainables.artifacts.ModelMetadata`` requires is refused when it loads, in one line. mlflow is
+imported only when a model is loaded, so the trainable never needs it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainables.artifacts import ModelMetadata
 from trainables.errors import DataError
 from trainables.eval.inference import predict_images
 from trainables.precision import Precision
@@ -34,10 +36,9 @@ class LandmarkService:
     """``predict(records)``: landmarks per request row (``image``: base64 bytes of a PNG or
     JPEG; ``pixel_size_mm``, optional: echoed back, never assumed)."""
 
-    def __init__(self, model: Any, metadata: dict[str, Any]) -> None:
+    def __init__(self, model: Any, metadata: ModelMetadata) -> None:
         self.model = model
         self.meta = metadata
-        self.symbols = list(metadata["symbols"])
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         rows = data.to_dict("records") if hasattr(data, "to_dict") else list(data)
@@ -50,20 +51,19 @@ class LandmarkService:
                 images.append(io.BytesIO(base64.b64decode(text, validate=True)))
             except (binascii.Error, ValueError):
                 raise DataError(f"row {i}: 'image' is not valid base64") from None
-        precision = Precision.resolve("fp32")
         preds = predict_images(
             self.model,
             images,
-            self.meta["image_size"],
-            precision,
-            stride=int(self.meta["stride"]),
+            self.meta.image_size,
+            Precision.for_inference(),
+            stride=self.meta.stride,
         )
         results = []
         for row, xy in zip(rows, preds, strict=True):
             result: dict[str, Any] = {
                 "landmarks": {
                     s: {"x": round(float(x), 2), "y": round(float(y), 2)}
-                    for s, (x, y) in zip(self.symbols, xy, strict=True)
+                    for s, (x, y) in zip(self.meta.symbols, xy, strict=True)
                 }
             }
             size = row.get("pixel_size_mm")
@@ -74,10 +74,12 @@ class LandmarkService:
 
 
 def _load_pyfunc(data_path: str, model_config: dict | None = None) -> LandmarkService:
-    """MLflow's pyfunc entry point: ``data_path`` is the model folder's ``data``."""
+    """MLflow's pyfunc entry point: ``data_path`` is the model folder's ``data``. The metadata
+    is checked before the network is unpickled."""
     import mlflow.pytorch
     from mlflow.models import Model
 
     folder = Path(data_path).parent
+    meta = ModelMetadata.from_dict(Model.load(str(folder)).metadata, str(folder))
     model = mlflow.pytorch.load_model(str(folder), map_location="cpu")
-    return LandmarkService(model, dict(Model.load(str(folder)).metadata or {}))
+    return LandmarkService(model, meta)

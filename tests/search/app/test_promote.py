@@ -207,9 +207,9 @@ def test_promote_with_seeds_reports_intervals_and_a_paired_test_then_an_ensemble
     metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
     assert len(metrics["ensemble"]) == 2 and metrics["checkpoint"] == "ensemble"
     model, meta = load_registered(Tracking(Layout.here()), metrics["model_uri"])
-    assert isinstance(model, Ensemble) and len(meta["ensemble"]) == 2
+    assert isinstance(model, Ensemble) and len(meta.ensemble) == 2
     images = sorted(Path(promoted["data_dir"]).glob("test/Cephalograms/*.png"))[:2]
-    merged = predict_images(model, images, meta["image_size"])
+    merged = predict_images(model, images, meta.image_size)
     each = [predict_images(m, images, size) for m, size, _ in model.parts()]
     np.testing.assert_allclose(merged, np.mean(each, axis=0), atol=1e-5)
     # The ensemble serves as a pyfunc too (an image as the server receives it).
@@ -224,3 +224,35 @@ def test_promote_with_seeds_reports_intervals_and_a_paired_test_then_an_ensemble
     landmarks = served.predict(rows)[0]["landmarks"]
     got = np.array([[p["x"], p["y"]] for p in landmarks.values()])
     np.testing.assert_allclose(got, merged[0], atol=0.006)
+
+
+def test_promote_of_an_sdr_study_keeps_and_registers_the_epoch_with_the_highest_sdr(
+    project, ray_cluster, capsys
+):
+    """A study of ``sdr_2mm`` (mode max): the final run's ``best.pt`` is its epoch of highest
+    valid SDR (``best.yaml`` says so), and that checkpoint is the model tested and registered."""
+    import torch
+
+    from search.app.registry import load_registered
+    from search.layout import Layout
+    from search.records.tracking import Tracking
+    from trainables import checkpoint
+
+    study_file = tiny_study(project, name="sdr", num_samples=1, max_epochs=1, grace=1)
+    study_file.write_text(study_file.read_text() + "metric: sdr_2mm\n")
+    assert main(["start", str(study_file)]) == 0
+    assert main(["promote", "sdr", "--epochs", "3"]) == 0
+    folder = project / "studies" / "sdr"
+    values = yaml.safe_load((folder / "best.yaml").read_text())
+    assert (values["best_metric"], values["best_mode"]) == ("sdr_2mm", "max")
+    metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
+    assert metrics["checkpoint"] == "best.pt"
+    client = MlflowClient(mlflow_url(project))
+    run_id = client.get_model_version_by_alias("sdr", "champion").run_id
+    history = sorted(client.get_metric_history(run_id, "sdr_2mm"), key=lambda m: m.step)
+    sdr = [m.value for m in history]
+    best = checkpoint.load(folder / "final" / "checkpoints" / "best.pt")
+    assert len(sdr) == 3 and best["epoch"] == 1 + sdr.index(max(sdr))
+    model, _ = load_registered(Tracking(Layout.here()), metrics["model_uri"])
+    for key, weights in model.state_dict().items():
+        assert torch.equal(weights, best["model"][key]), key

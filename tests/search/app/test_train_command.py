@@ -68,3 +68,23 @@ def test_train_config_errors_are_one_line(project, capsys):
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown trainable key 'lrate'" in err and "bad.yaml" in err
+
+
+def test_a_config_that_selects_by_sdr_keeps_the_epoch_with_the_highest_sdr(
+    project, config_file, capsys
+):
+    """``best_metric: sdr_2mm`` (a study with that metric writes it into ``best.yaml``):
+    ``best.pt`` is the first epoch with the highest valid SDR, not the lowest MRE."""
+    from trainables import checkpoint
+
+    values = yaml.safe_load(config_file.read_text())
+    values.update(epochs=4, best_metric="sdr_2mm", best_mode="max")
+    config_file.write_text(yaml.safe_dump(values))
+    assert main(["train", str(config_file), "--out", "runs/sdr"]) == 0
+    assert "best valid sdr_2mm" in capsys.readouterr().out
+    client = MlflowClient(mlflow_url(project))
+    run = client.search_runs([client.get_experiment_by_name("train").experiment_id])[0]
+    history = client.get_metric_history(run.info.run_id, "sdr_2mm")
+    sdr = [m.value for m in sorted(history, key=lambda m: m.step)]
+    best = checkpoint.load(project / "runs" / "sdr" / "best.pt")
+    assert best["epoch"] == 1 + sdr.index(max(sdr)) and best["best"] == pytest.approx(max(sdr))
