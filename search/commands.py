@@ -15,7 +15,7 @@ from search.layout import Layout
 def start(args: argparse.Namespace) -> int:
     from search.app.summary import summary
     from search.run import lifecycle
-    from search.spec.study import load_study
+    from search.studyfiles.study import load_study
 
     spec = load_study(args.study)
     return summary(lifecycle.start(spec, Layout.here(), args.fresh, args.cpu, args.address))

@@ -51,7 +51,7 @@ REQUIRED_METADATA = ("image_size", "symbols", "stride")
 
 def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
     return {
-        "image_size": cfg.image_size,
+        "image_size": cfg.image_size.value,
         "symbols": list(symbols(cfg.dataset_format)),
         "dataset_format": cfg.dataset_format,
         "annotator": cfg.annotator,
@@ -60,7 +60,7 @@ def metadata(model: nn.Module, cfg: TrainConfig) -> dict[str, Any]:
         "config": cfg.to_dict(),
         # An ensemble's members each letterbox the image at their own size.
         "ensemble": [
-            {"image_size": size, "stride": int(member.stride), "aug_flip": flip}
+            {"image_size": size.value, "stride": int(member.stride), "aug_flip": flip}
             for member, size, flip in model.parts()
         ]
         if isinstance(model, Ensemble)
