@@ -35,7 +35,7 @@ from trainables.eval.metrics import radial_errors
 from trainables.eval.tta import TTA
 from trainables.precision import Precision
 from trainables.run import dataset_for
-from trainables.shape import heatmap_dims, sigma_for
+from trainables.shape import Size, sigma_for
 from trainables.train import run_training
 
 FULL = {"n": 60, "size": 128, "batch": 8, "epochs": 8, "floor": (128, 256, 512, 1024)}
@@ -72,7 +72,7 @@ def decoding_floor(base: dict, size: int, stride: int, argmax: bool = False) -> 
     the trainable's sub-pixel decoding (or a plain argmax, for comparison)."""
     cfg = TrainConfig.from_dict({**base, "image_size": size})
     test = dataset_for(cfg, "test", augment=False)
-    width, height = heatmap_dims(size, stride)
+    width, height = Size(size, size).heatmap(stride)
     sigma = sigma_for(None, size, stride)
     preds = []
     for i in range(len(test)):

@@ -26,8 +26,8 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search.run import datasets, tuner
-from search.spec.samplers import make_sampler
-from search.spec.study import StudySpec
+from search.studyfiles.samplers import make_sampler
+from search.studyfiles.study import StudySpec
 from trainables.config import TrainConfig
 from trainables.data.cache import resolve_cache_dir
 

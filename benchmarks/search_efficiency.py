@@ -74,7 +74,7 @@ MODES = {
 def run_arm(project: Path, log, tag: str, mode: Mode, arm: str, seed: int) -> History:
     """Arm ``arm`` of ``seed`` (its output to ``log``); A and B through ``search.cli``."""
     from search.cli import main
-    from search.spec.study import load_study
+    from search.studyfiles.study import load_study
 
     task, budget = mode.task, mode.trials * mode.task.max_epochs
     study_file = write_study(project, tag, task, mode.trials, "B" if arm == "B" else "A", seed)
@@ -112,7 +112,7 @@ class TestScores:
     def __call__(self, seed: int, params: dict) -> float:
         import numpy as np
 
-        from search.spec.study import load_study
+        from search.studyfiles.study import load_study
         from trainables.config import TrainConfig
         from trainables.eval.inference import errors_mm
         from trainables.run import dataset_for

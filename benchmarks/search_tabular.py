@@ -97,7 +97,7 @@ def run_seed(work: Path, table: Table, seed: int, trials: int, extra: str) -> di
     """One seed's four arms, scored: what ``report`` needs of them (plain data)."""
     from tabular_arms import cephtune, optuna_native, random_search, ray_optunasearch
 
-    from search.spec.study import load_study
+    from search.studyfiles.study import load_study
 
     budget = trials * table.task.max_epochs
     spec = load_study(write_files(work, table, seed, budget, extra))

@@ -33,8 +33,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.run import tuner
 from search.run.searcher import LiveTrials
-from search.spec.samplers import SamplerSpec, make_sampler
-from search.spec.study import StudySpec
+from search.studyfiles.samplers import SamplerSpec, make_sampler
+from search.studyfiles.study import StudySpec
 from trainables.config import EPOCHS_AFTER_WARMUP
 
 TABLE_ENV = "CEPHTUNE_CURVES_TABLE"  # the table a lookup trial reads (workers inherit it)

@@ -52,7 +52,7 @@ class MinimalLoop:
         data = run.train
         images = torch.stack([data[i][0] for i in range(len(data))])  # augmented once
         coords = torch.from_numpy(data.coords)
-        side = cfg.image_size // self.model.stride
+        side = cfg.image_size.width // self.model.stride
         targets = heatmap.encode(
             heatmap.to_heatmap(coords, self.model.stride), side, side, run.sigma
         )

@@ -14,8 +14,7 @@ from typing import NoReturn
 
 from search import commands
 from search.layout import DEFAULT_STORAGE
-from trainables.config import TRAIN_ON
-from trainables.data.records import ANNOTATOR_CHOICES, SPLITS
+from trainables.data.records import ANNOTATOR_CHOICES, SPLITS, TRAIN_ON
 from trainables.errors import CephtuneError
 
 

@@ -13,11 +13,12 @@ from search.layout import Layout
 
 
 def start(args: argparse.Namespace) -> int:
+    from search.studyfiles.study import load_study
+
+    spec = load_study(args.study)  # a bad file is refused before Ray and MLflow are imported
     from search.app.summary import summary
     from search.run import lifecycle
-    from search.spec.study import load_study
 
-    spec = load_study(args.study)
     return summary(lifecycle.start(spec, Layout.here(), args.fresh, args.cpu, args.address))
 
 

@@ -7,8 +7,8 @@ MLflow store with one experiment and run (``build_template``, once per session, 
 case). Afterwards every row of both sqlite files must be unchanged (read with sqlite3: opening
 a store per case through Optuna or MLflow would cost about a second each), no file may appear
 in the project folder or outside it, and nothing in the cache folder. The cases live with the
-package whose rules they test: ``tests/search/spec/test_bad_study_files.py``,
-``tests/search/spec/test_bad_space_files.py``,
+package whose rules they test: ``tests/search/studyfiles/test_bad_study_files.py``,
+``tests/search/studyfiles/test_bad_space_files.py``,
 ``tests/trainables/data/test_bad_datasets.py``, ``tests/search/app/test_bad_commands.py``;
 what they write is built with ``tests/bad_builds.py``.
 """

@@ -150,3 +150,39 @@ def test_the_device_for_inference_is_picked_in_one_place():
     model runs where ``Precision.for_inference`` says."""
     calls = {name for name, path in modules().items() if "Precision.resolve(" in path.read_text()}
     assert calls <= {"trainables.precision", "trainables.run", "trainables.eval.inference"}
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports when it is imported: its module-level statements, not its
+    functions' nor a ``TYPE_CHECKING`` block's."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """``search.py --help`` and a bad argument answer at once: what the command line imports
+    when it starts imports none of the libraries a command needs (the settings schemas'
+    pydantic among them); each command imports its own."""
+    found = modules()
+    heavy = ("pydantic", "torch", "ray", "optuna", "mlflow", "timm")
+    todo, seen, offenders = ["search.cli"], set(), []
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        names = module_level_imports(found[name])
+        offenders += [(name, n) for n in names if n.split(".")[0] in heavy]
+        todo += [n for n in names if n in found and n not in seen]
+        todo += [p for n in names for p in _parents(n) if p in found and p not in seen]
+    assert offenders == []
+
+
+def _parents(name: str) -> list[str]:
+    """The packages a module's import runs first (``a.b.c``: ``a``, ``a.b``)."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from search.cli import main
-from search.spec.study import load_study
+from search.studyfiles.study import load_study
 from tests.helpers import tiny_study
 from trainables import checkpoint
 from trainables.errors import ConfigError

@@ -73,7 +73,7 @@ class MemberMetadata:
     """One ensemble member: it letterboxes the image at its own size and decodes at its own
     stride; test-time augmentation mirrors only for a member trained with ``aug_flip``."""
 
-    image_size: Size
+    image_size: int | str  # as a record holds a size (``Size.value``)
     stride: int
     aug_flip: bool
 
@@ -85,7 +85,7 @@ class ModelMetadata:
 
     REQUIRED = ("image_size", "symbols", "stride")
 
-    image_size: Size
+    image_size: int | str  # as a record holds a size (``Size.value``)
     symbols: tuple[str, ...]  # the landmarks, in output order
     stride: int
     dataset_format: str | None = None
@@ -104,11 +104,11 @@ class ModelMetadata:
         members = None
         if isinstance(model, Ensemble):
             members = tuple(
-                MemberMetadata(size, int(member.stride), flip)
+                MemberMetadata(Size.parse(size).value, int(member.stride), flip)
                 for member, size, flip in model.parts()
             )
         return cls(
-            image_size=cfg.image_size,
+            image_size=cfg.image_size.value,
             symbols=tuple(symbols(cfg.dataset_format)),
             stride=stride,
             dataset_format=cfg.dataset_format,

@@ -2,25 +2,106 @@
 
 ``progressive_stages`` lists ``[epochs, size]`` pairs (``[[3, 256], [3, 512]]``) or the same as
 text, ``"3@256,3@512"`` (Optuna's categorical choices must be scalars, so a space names stages as
-text; that is also the canonical value a config holds). The stages run in order, then the run
-goes on at ``image_size`` until ``epochs``: early epochs, and so early ASHA rungs, are cheap,
-and resolution becomes a fidelity. The weights carry over from stage to stage (every model is
-fully convolutional); the heatmaps stay at ``heatmap_stride`` and sigma follows each stage's size
+text; that is also the ``value`` a config records). The stages run in order, then the run goes
+on at ``image_size`` until ``epochs``: early epochs, and so early ASHA rungs, are cheap, and
+resolution becomes a fidelity. The weights carry over from stage to stage (every model is fully
+convolutional); the heatmaps stay at ``heatmap_stride`` and sigma follows each stage's size
 (``trainables.shape.sigma_for``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from trainables.shape import Size, canonical, size_rule
+from trainables.shape import Size
 
-Stages = str  # canonical: "E@SIZE,E@SIZE" with SIZE an int or WxH
+SPELLINGS = "[[epochs, size], ...] or 'E@SIZE,E@SIZE'"
 
 
-def parse(value: Any) -> tuple[tuple[int, Size], ...] | None:
-    """The ``(epochs, size)`` pairs ``value`` (pairs or text) stands for; None if it is not
-    one of those forms (an empty list or text is no stages: ``()``)."""
+@dataclass(frozen=True)
+class Stages:
+    """``(epochs, size)`` pairs, parsed once from pairs or text."""
+
+    pairs: tuple[tuple[int, Size], ...]
+
+    @classmethod
+    def parse(cls, value: Any) -> Stages:
+        """``value`` (pairs or text) as ``Stages``; ValueError if it is neither (an empty list
+        or text is no stages)."""
+        if isinstance(value, Stages):
+            return value
+        pairs = _pairs(value)
+        if pairs is None:
+            raise ValueError(f"must be {SPELLINGS}, got {value!r}")
+        return cls(pairs)
+
+    @property
+    def value(self) -> str:
+        """What a record holds: ``"E@SIZE,E@SIZE"``."""
+        return ",".join(f"{epochs}@{size}" for epochs, size in self.pairs)
+
+    def rule(self) -> str | None:
+        """The rule these stages break (epochs >= 1, every size valid), or None."""
+        for epochs, size in self.pairs:
+            if epochs < 1:
+                return f"must give every stage >= 1 epochs, got {epochs}@{size}"
+            rule = size.rule()
+            if rule:
+                return f"stage {epochs}@{size}: size {rule}"
+        return None
+
+    def size_at(self, epoch: int, image_size: Size) -> Size:
+        """The input size of ``epoch`` (1-based): its stage's, or ``image_size`` after them."""
+        end = 0
+        for epochs, size in self.pairs:
+            end += epochs
+            if epoch <= end:
+                return size
+        return image_size
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """A settings field of this type: parsed and checked once, recorded as ``value``."""
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _validated,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.value),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        pair = {"type": "array", "minItems": 2, "maxItems": 2}
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(\s*\d+@[^,@]+)(,\s*\d+@[^,@]+)*$"},
+                {"type": "array", "items": pair},
+            ]
+        }
+
+
+def _validated(value: Any) -> Stages | None:
+    """Stages from a settings file; no stages (an empty list or text) is None."""
+    from trainables.schema import rule_error
+
+    try:
+        stages = Stages.parse(value)
+    except ValueError as e:
+        raise rule_error(str(e)) from None
+    rule = stages.rule()
+    if rule:
+        raise rule_error(rule)
+    return stages or None
+
+
+def _pairs(value: Any) -> tuple[tuple[int, Size], ...] | None:
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -41,37 +122,10 @@ def parse(value: Any) -> tuple[tuple[int, Size], ...] | None:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return None
         epochs, size = pair
-        size = canonical(size)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or size is None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int):
             return None
-        out.append((epochs, size))
+        try:
+            out.append((epochs, Size.parse(size)))
+        except ValueError:
+            return None
     return tuple(out)
-
-
-def canonical_stages(value: Any) -> Stages | None:
-    """The canonical text of ``value``; None if it is not stages."""
-    stages = parse(value)
-    if stages is None:
-        return None
-    return ",".join(f"{epochs}@{size}" for epochs, size in stages)
-
-
-def stages_rule(value: Stages) -> str | None:
-    """The rule canonical stages break (epochs >= 1, every size valid), or None."""
-    for epochs, size in parse(value) or ():
-        if epochs < 1:
-            return f"must give every stage >= 1 epochs, got {epochs}@{size}"
-        rule = size_rule(size)
-        if rule:
-            return f"stage {epochs}@{size}: size {rule}"
-    return None
-
-
-def size_at(stages: Stages | None, image_size: Size, epoch: int) -> Size:
-    """The input size of ``epoch`` (1-based): its stage's, or ``image_size`` after the stages."""
-    end = 0
-    for epochs, size in parse(stages) or ():
-        end += epochs
-        if epoch <= end:
-            return size
-    return image_size

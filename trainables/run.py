@@ -23,7 +23,6 @@ from trainables.data.formats import load_split
 from trainables.data.synth import SynthSpec, ensure_dataset
 from trainables.models import create_model
 from trainables.precision import Precision
-from trainables.progressive import size_at
 from trainables.schedule import warmup_cosine_restarts
 from trainables.shape import Size, sigma_for
 
@@ -150,7 +149,7 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     torch.set_num_threads(cfg.num_threads)
     precision = Precision.resolve(cfg.precision, device)
     cuda = precision.device.type == "cuda"
-    size = size_at(cfg.progressive_stages, cfg.image_size, 1)
+    size = cfg.size_at(1)
     train = dataset_for(cfg, cfg.train_on, augment=cfg.augment, size=size)
     valid = dataset_for(cfg, "valid", augment=False, size=size)
     shuffle = torch.Generator()

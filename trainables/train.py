@@ -21,9 +21,7 @@ from trainables.eval.inference import errors_mm
 from trainables.eval.metrics import summarize
 from trainables.losses import create_loss
 from trainables.memory import OutOfMemory, is_out_of_memory, memory_limit, out_of_memory
-from trainables.progressive import size_at
 from trainables.run import Run, build
-from trainables.shape import heatmap_dims, long_side
 
 # On CUDA the loss is read back (a host-GPU sync) only every NAN_CHECK_EVERY steps: for the
 # finiteness check and for ``on_step``. On CPU reading it costs nothing, so it is every step.
@@ -111,7 +109,7 @@ def train_step(
     backward, optimiser and schedule. Returns the detached loss; reads nothing back to the
     host (the GradScaler finds overflows on the device with the fused AdamW)."""
     model = run.model
-    width, height = heatmap_dims(run.size, model.stride)
+    width, height = run.size.heatmap(model.stride)
     target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), height, width, run.sigma)
     with run.precision.autocast():
         outputs = model(images)
@@ -162,12 +160,12 @@ def run_training(
             while run.epoch < cfg.epochs:
                 run.epoch += 1
                 where = f"epoch {run.epoch}"
-                run.resize(size_at(cfg.progressive_stages, cfg.image_size, run.epoch))
+                run.resize(cfg.size_at(run.epoch))
                 metrics = train_epoch(run, on_step)
                 errors = errors_mm(run.model, run.valid, run.precision, cfg.batch_size)
                 metrics.update(summarize(errors))
                 metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
-                metrics["input_px"] = float(long_side(run.size))
+                metrics["input_px"] = float(run.size.long_side)
                 metrics[EPOCHS_AFTER_WARMUP] = max(0, run.epoch - cfg.warmup_epochs)
                 if policy.improves(metrics, run.best):
                     run.best = policy.value(metrics)

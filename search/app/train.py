@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from search.records.tracking import Tracking
-from search.spec.yamlfile import load_mapping
+from search.studyfiles.yamlfile import load_mapping
 from trainables import artifacts, checkpoint
 from trainables.config import TrainConfig
 from trainables.data.formats import load_split

@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
 from search.layout import SQLITE, mask_url
-from search.spec.study import NAME_RULE, valid_name
+from search.studyfiles.study import NAME_RULE, valid_name
 from trainables.errors import ConfigError, first_line
 
 # How long a write waits for another writer's lock on an sqlite storage (sqlite's default is

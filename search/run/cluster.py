@@ -8,7 +8,7 @@ import socket
 import ray
 
 from search.process import prepare_driver
-from search.spec.study import StudySpec
+from search.studyfiles.study import StudySpec
 from trainables.errors import ConfigError, first_line
 
 

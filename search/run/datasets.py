@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.spec.study import DatasetSpec
+from search.studyfiles.study import DatasetSpec
 from trainables.data.cache import resolve_cache_dir
 from trainables.data.formats import load_split
 from trainables.data.synth import SynthSpec, ensure_dataset

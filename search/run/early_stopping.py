@@ -25,7 +25,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from search.spec.asha import Asha
+from search.studyfiles.asha import Asha
 
 # Every PROBE_EVERY-th trial probes the lowest rung that stops trials.
 PROBE_EVERY = 4

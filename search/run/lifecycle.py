@@ -27,7 +27,7 @@ from search.records.tracking import Tracking, server_lost
 from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
-from search.spec.study import StudySpec, load_study
+from search.studyfiles.study import StudySpec, load_study
 from trainables.data.cache import resolve_cache_dir
 from trainables.errors import CephtuneError, ConfigError, first_line
 

@@ -24,7 +24,7 @@ from ray.exceptions import RayError, RayTaskError, TaskUnschedulableError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.layout import Layout
-from search.spec.study import URL_RE, DatasetSpec, StudySpec
+from search.studyfiles.study import URL_RE, DatasetSpec, StudySpec
 from trainables.errors import CephtuneError, ConfigError, DataError, first_line
 
 NODE_TIMEOUT_S = 120  # a node that runs no task in this long is named as not answering

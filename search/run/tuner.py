@@ -20,9 +20,9 @@ from search.run import early_stopping
 from search.run.early_stopping import StudyNote
 from search.run.recovery import NewestCheckpoint
 from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
-from search.spec.samplers import make_sampler
-from search.spec.space import Space
-from search.spec.study import StudySpec
+from search.studyfiles.samplers import make_sampler
+from search.studyfiles.space import Space
+from search.studyfiles.study import StudySpec
 from trainables.config import EPOCHS_AFTER_WARMUP
 from trainables.trial import trainable
 

@@ -141,7 +141,7 @@ def test_inference_runs_on_the_gpu(data_dir, tmp_path):
 
     cfg = config(data_dir, tmp_path)
     model = create_model(cfg, 29).eval()
-    batch = torch.rand(2, 1, cfg.image_size, cfg.image_size)
+    batch = torch.rand(2, 1, cfg.image_size.height, cfg.image_size.width)
     with torch.no_grad():
         on_cpu = model(batch)
     paths = sorted((Path(data_dir) / "test" / "Cephalograms").iterdir())[:4]

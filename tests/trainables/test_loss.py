@@ -66,5 +66,5 @@ def test_heatmap_loss_is_mse():
 
 
 def test_unknown_loss_lists_known_names():
-    with pytest.raises(ConfigError, match="known: adaptive_wing, heatmap"):
+    with pytest.raises(ConfigError, match="loss must be one of adaptive_wing, heatmap, got 'wing'"):
         create_loss(TrainConfig(loss="wing"))

@@ -251,7 +251,7 @@ def test_progressive_stages_train_at_lower_sizes_first_and_carry_the_weights(dat
     as input_px), sigma following it, the model and optimiser carried over; a resume from the
     first epoch's checkpoint continues at the later sizes."""
     cfg = config(data_dir, tmp_path, epochs=3, progressive_stages=[[1, 32], [1, "64x32"]])
-    assert cfg.progressive_stages == "1@32,1@64x32"
+    assert cfg.progressive_stages.value == "1@32,1@64x32"
     sizes = []
 
     def report(metrics, state):
@@ -263,7 +263,7 @@ def test_progressive_stages_train_at_lower_sizes_first_and_carry_the_weights(dat
 
     run = run_training(cfg, report)
     assert [px for px, _ in sizes] == [32.0, 64.0, 64.0]
-    assert run.size == 64 and run.sigma == pytest.approx(1.5 * 64 / 256)
+    assert run.size.value == 64 and run.sigma == pytest.approx(1.5 * 64 / 256)
     # The optimiser (and so the weights it steps) carried over: its step count kept counting.
     steps = [step for _, step in sizes]
     assert steps == [steps[0], 2 * steps[0], 3 * steps[0]] and steps[0] > 0

@@ -27,7 +27,7 @@ import numpy as np
 
 from trainables.data.letterbox import Letterbox, load_image
 from trainables.errors import DataError
-from trainables.shape import Size, canonical, dims
+from trainables.shape import Size
 
 CACHE_VERSION = 2  # 2: rectangular inputs, sizes named WxH
 SUBDIR = "preprocessed"
@@ -56,7 +56,7 @@ class ImageCache:
     def open(self) -> np.ndarray:
         """The (N, H, W) uint8 array, memory-mapped read-only."""
         array = np.load(self.path, mmap_mode="r")
-        width, height = dims(self.image_size)
+        width, height = self.image_size.width, self.image_size.height
         if array.shape != (len(self.ids), height, width):
             raise DataError(f"{self.path}: cache array has shape {array.shape}; delete it")
         return array
@@ -75,14 +75,14 @@ def fingerprint(images: Sequence[Path]) -> str:
 
 
 def entry_name(root: Path | str, fmt: str, split: str, size: Size, fp: str) -> str:
-    shape = "x".join(map(str, dims(size)))
+    shape = f"{size.width}x{size.height}"
     key = json.dumps([CACHE_VERSION, str(Path(root).resolve()), fmt, split, shape, fp])
     return f"{fmt}-{split}-{shape}px-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
 
 
 def image_cache(
     images: Sequence[Path],
-    image_size: Size,
+    image_size: Size | int | str,
     *,
     root: Path | str,
     fmt: str,
@@ -93,7 +93,7 @@ def image_cache(
     if not images:
         raise DataError(f"{root}: no images to cache for split {split!r}")
     images = [Path(p) for p in images]
-    image_size = canonical(image_size)  # (W, H) and "WxH" name one entry
+    image_size = Size.parse(image_size)  # (W, H) and "WxH" name one entry
     fp = fingerprint(images)
     folder = resolve_cache_dir(cache_dir) / SUBDIR
     name = entry_name(root, fmt, split, image_size, fp)
@@ -141,7 +141,7 @@ def _read_entry(
         ok = (
             meta["version"] == CACHE_VERSION
             and meta["fingerprint"] == fp
-            and meta["image_size"] == size
+            and meta["image_size"] == size.value
             and meta["images"] == [str(p) for p in images]
             and len(boxes) == len(images)
             and (folder / f"{name}.npy").is_file()
@@ -159,7 +159,7 @@ def _build(folder: Path, name: str, images: list[Path], size: Size, fp: str) -> 
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(images), dims(size)[1], dims(size)[0])
+            tmp, mode="w+", dtype=np.uint8, shape=(len(images), size.height, size.width)
         )
         boxes = []
         for i, path in enumerate(images):
@@ -170,7 +170,7 @@ def _build(folder: Path, name: str, images: list[Path], size: Size, fp: str) -> 
         os.replace(tmp, folder / f"{name}.npy")
         meta: dict[str, Any] = {
             "version": CACHE_VERSION,
-            "image_size": size,
+            "image_size": size.value,
             "fingerprint": fp,
             "ids": [p.stem for p in images],
             "images": [str(p) for p in images],

@@ -19,6 +19,7 @@ from trainables.data.cache import ImageCache, image_cache
 from trainables.data.formats import symbols
 from trainables.data.letterbox import Letterbox
 from trainables.data.records import Record
+from trainables.shape import Size
 
 __all__ = ["LandmarkDataset"]
 
@@ -37,7 +38,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         records: Sequence[Record],
-        image_size: int | str,
+        image_size: Size | int | str,
         *,
         fmt: str,
         root: Path | str,
@@ -49,7 +50,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
         self.records = list(records)
         self.symbols = symbols(fmt)
         self.num_landmarks = len(self.symbols)
-        self.image_size = image_size
+        self.image_size = image_size = Size.parse(image_size)
         self.augment = augment
         self.seed = seed
         # In shared memory so that set_epoch reaches persistent DataLoader workers too.
@@ -90,10 +91,10 @@ class LandmarkDataset(torch.utils.data.Dataset):
             out = image.astype(np.float32) / 255.0
         return torch.from_numpy(out).unsqueeze(0), torch.from_numpy(coords.copy()), i
 
-    def resized(self, image_size: int | str) -> LandmarkDataset:
+    def resized(self, image_size: Size | int | str) -> LandmarkDataset:
         """The same records at another input size, without augmentation (an ensemble member's
         view of the split)."""
-        if image_size == self.image_size and self.augment is None:
+        if Size.parse(image_size) == self.image_size and self.augment is None:
             return self
         return LandmarkDataset(self.records, image_size, seed=self.seed, **self._rebuild)
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trainables.errors import DataError
-from trainables.shape import dims
+from trainables.shape import Size, dims
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Letterbox:
     pad_y: int
 
     @classmethod
-    def fit(cls, width: int, height: int, size: int | str | tuple[int, int]) -> Letterbox:
+    def fit(cls, width: int, height: int, size: Size | int | str | tuple[int, int]) -> Letterbox:
         """Fit a ``width`` x ``height`` image into ``size`` (N, ``(W, H)`` or ``"WxH"``)."""
         out_w, out_h = dims(size)
         s = min(out_w / width, out_h / height)
@@ -48,7 +48,7 @@ class Letterbox:
 
 
 def load_image(
-    path: Path | BinaryIO, size: int | str | tuple[int, int]
+    path: Path | BinaryIO, size: Size | int | str | tuple[int, int]
 ) -> tuple[np.ndarray, Letterbox]:
     """Decode to greyscale and letterbox into ``size`` (N, ``(W, H)``, ``"WxH"``): uint8 (H, W)."""
     try:
@@ -63,7 +63,9 @@ def load_image(
     return place(np.asarray(small), box, size), box
 
 
-def place(small: np.ndarray, box: Letterbox, size: int | str | tuple[int, int]) -> np.ndarray:
+def place(
+    small: np.ndarray, box: Letterbox, size: Size | int | str | tuple[int, int]
+) -> np.ndarray:
     """The resized image ``small`` centred on a zero canvas of ``size``."""
     out_w, out_h = dims(size)
     new_h, new_w = small.shape

@@ -23,6 +23,7 @@ ANNOTATORS = ("senior", "junior")  # who annotated each image
 # What a study or config may ask for: one annotator, or the mean of both.
 ANNOTATOR_CHOICES = (*ANNOTATORS, "mean")
 SPLITS = ("train", "valid", "test")
+TRAIN_ON = ("train", "train+valid")  # the split(s) a model learns from (a final model: both)
 
 
 @dataclass(frozen=True)

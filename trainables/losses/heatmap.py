@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-
-from trainables.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -57,8 +54,6 @@ def build_adaptive_wing(cfg) -> LossFn:
         weight=cfg.aw_weight,
         weight_map=cfg.aw_weight_map,
     )
-    if not math.isfinite(cfg.aw_alpha) or cfg.aw_alpha <= 1.0:
-        raise ConfigError(f"aw_alpha must be > 1 (alpha - y is the exponent), got {cfg.aw_alpha}")
     return lambda pred, target: adaptive_wing(pred, target, **kwargs)
 
 

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import ConfigError
 from trainables.models.common import heatmap_layer, init_weights, last_conv, to_heatmaps
 
 # Newell et al. pool four times below stride 4 (to stride 64); three keeps the coarsest level at
@@ -132,15 +131,6 @@ class StackedHourglass(nn.Module):
 
 
 def build(cfg: Any, num_landmarks: int) -> StackedHourglass:
-    """``cfg.hourglass_stacks`` >= 1 stacks; no backbone and no pretrained weights."""
-    if cfg.backbone is not None:
-        raise ConfigError(
-            f"hourglass takes no backbone, got {cfg.backbone!r}; leave backbone unset "
-            "(null) and choose hourglass_stacks instead"
-        )
-    if cfg.pretrained:
-        raise ConfigError("hourglass has no pretrained weights; set pretrained: false")
-    stacks = cfg.hourglass_stacks
-    if isinstance(stacks, bool) or not isinstance(stacks, int) or stacks < 1:
-        raise ConfigError(f"hourglass_stacks must be an integer >= 1, got {stacks!r}")
-    return StackedHourglass(num_landmarks, stacks, stride=cfg.heatmap_stride)
+    """``cfg.hourglass_stacks`` stacks. The config's declarations refuse a backbone, pretrained
+    weights and fewer than one stack (``trainables.config``)."""
+    return StackedHourglass(num_landmarks, cfg.hourglass_stacks, stride=cfg.heatmap_stride)

@@ -164,9 +164,9 @@ def test_the_driver_checks_names_without_torch():
     imported torch (the registries of models, losses and formats import none)."""
     code = (
         "import sys\n"
-        "from search.spec.study import load_study\n"
+        "from search.studyfiles.study import load_study\n"
         "load_study('studies/quickstart.yaml')\n"
-        "from search.spec.space_file import load_space\n"
+        "from search.studyfiles.space_file import load_space\n"
         "load_space('spaces/guides.yaml')\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )

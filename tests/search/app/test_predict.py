@@ -37,7 +37,7 @@ WIDTH, HEIGHT = 80, 100
 
 def _meta(cfg: TrainConfig) -> dict:
     return {
-        "image_size": cfg.image_size,
+        "image_size": cfg.image_size.value,
         "symbols": list(symbols("aariz")),
         "dataset_format": "aariz",
         "annotator": "mean",

@@ -9,7 +9,7 @@ from search.app.summary import summary
 from search.layout import Layout
 from search.run import datasets
 from search.run.lifecycle import Outcome
-from search.spec.study import load_study
+from search.studyfiles.study import load_study
 from tests.helpers import optuna_url, tiny_study
 
 

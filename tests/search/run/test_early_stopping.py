@@ -9,7 +9,7 @@ import pytest
 from ray import tune
 
 from search.run.early_stopping import PROBE_EVERY, RECORD_KEY, StudyNote, scheduler
-from search.spec.asha import Asha
+from search.studyfiles.asha import Asha
 
 pytestmark = pytest.mark.slow
 MAX_T = 8

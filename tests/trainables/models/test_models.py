@@ -12,7 +12,7 @@ from trainables.config import TrainConfig
 from trainables.errors import ConfigError
 from trainables.eval import heatmap
 from trainables.losses import LOSSES, create_loss
-from trainables.models import MODELS, create_model
+from trainables.models import MODELS, create_model, get_model
 
 SIZE = 64
 K = 29
@@ -102,18 +102,24 @@ def test_every_model_offers_heatmap_strides_2_and_1_on_rectangles(model, stride)
 
 
 def test_unknown_model_lists_known_names():
-    with pytest.raises(ConfigError, match="known: hourglass, hrnet, resnet, unet"):
+    """The config refuses the name when it is made, listing the registry's names; the registry
+    itself lists them too."""
+    with pytest.raises(ConfigError, match="model must be one of hourglass, hrnet, resnet, unet"):
         create_model(TrainConfig(model="vit"), K)
+    with pytest.raises(ConfigError, match="known: hourglass, hrnet, resnet, unet"):
+        get_model("vit")
 
 
 @pytest.mark.parametrize(
     ("model", "backbone", "message"),
     [
-        ("hrnet", "hrnet_w99", "known: hrnet_w18_small, hrnet_w18_small_v2, hrnet_w18, hrnet_w32"),
-        ("resnet", "resnet101", "known: resnet18, resnet34, resnet50"),
+        # refused when the config is made (trainables.key_rules), before anything is built
+        ("hrnet", "hrnet_w99", "one of hrnet_w18_small, hrnet_w18_small_v2, hrnet_w18, hrnet_w32"),
+        ("resnet", "resnet101", "one of resnet18, resnet34, resnet50 for resnet"),
+        ("hourglass", "resnet18", "must be null for hourglass .it takes no backbone."),
+        # an open-ended model: only timm can tell, when the model is built
         ("unet", "no_such_net", "known: resnet18, resnet34, resnet50, or any timm model"),
         ("unet", "vit_tiny_patch16_224", "no features at stride 4, 8, 32.*known: resnet18"),
-        ("hourglass", "resnet18", "hourglass takes no backbone"),
     ],
 )
 def test_invalid_backbone_names_the_choices(model, backbone, message):
@@ -124,8 +130,8 @@ def test_invalid_backbone_names_the_choices(model, backbone, message):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        (dict(hourglass_stacks=0), "hourglass_stacks must be an integer >= 1, got 0"),
-        (dict(pretrained=True), "hourglass has no pretrained weights"),
+        (dict(hourglass_stacks=0), "hourglass_stacks must be > 0, got 0"),
+        (dict(pretrained=True), "pretrained must be false for hourglass .it has no pretrained"),
     ],
 )
 def test_hourglass_rejects_bad_settings(changes, message):

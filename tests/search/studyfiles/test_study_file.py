@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from search.spec.space_file import load_space
-from search.spec.study import load_study
+from search.studyfiles.space_file import load_space
+from search.studyfiles.study import load_study
 from tests.helpers import REPO, TINY_SPACE, tiny_study, write
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
@@ -133,7 +133,7 @@ def test_a_grace_period_inside_the_warmup_is_refused(tmp_path, space, message):
 
 
 def test_sampler_options_reach_optuna_and_default_to_the_measured_ones(tmp_path):
-    from search.spec.samplers import make_sampler
+    from search.studyfiles.samplers import make_sampler
 
     path = tiny_study(tmp_path)
     spec = load_study(path)

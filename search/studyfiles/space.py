@@ -12,18 +12,21 @@ Schema (``spaces/*.yaml``)::
       loss: adaptive_wing
     warm_start: guides            # or a list of points, evaluated first
 
-``when`` and ``cases`` are in ``search.spec.conditions``; ``warm_start`` in
-``search.spec.warmstart``; loading and checking a file in ``search.spec.space_file``.
+``when`` and ``cases`` are in ``search.studyfiles.conditions``; ``warm_start`` in
+``search.studyfiles.warmstart``; loading and checking a file in ``search.studyfiles.space_file``.
+``walk`` goes through the parameters as a trial does: sampling, placing warm-start points and
+checking the rules between settings all walk with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
-from search.spec.conditions import Condition, describe, holds, same
+from search.studyfiles.conditions import Condition, describe, holds, same
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,7 @@ class Space:
         A parameter whose condition fails is not suggested at all, so the trainable uses its
         default. Enqueued points (``warm_start``) come back through the same ``trial.suggest_*``
         calls."""
-        values: dict[str, Any] = {}
-        for p in self.params:
-            if p.active(values):
-                dist, _ = p.pick(values)
-                values[p.name] = dist.suggest(trial)
+        walk(self.params, lambda step: step.dist.suggest(trial) if step.active else SKIP)
         return dict(self.fixed)
 
     def largest(self, name: str, default: float) -> float:
@@ -146,3 +145,33 @@ class Space:
         if param.when:
             values.append(default)
         return max(values, default=default)
+
+
+SKIP: Any = object()  # what a walk's choice returns for a parameter that takes no value
+
+
+@dataclass(frozen=True)
+class Step:
+    """A parameter as a trial reaches it, given the values chosen before it: whether it is
+    sampled and the distribution it is sampled from (a case's, or the base) with that case's
+    conditions. ``active`` and ``dist`` are None when they hang on a value the sampler has yet
+    to pick (an ``UNKNOWN`` among the values)."""
+
+    param: Param
+    active: bool | None
+    dist: Param | None
+    case: tuple[Condition, ...]
+
+
+def walk(params: Sequence[Param], choose: Callable[[Step], Any]) -> dict[str, Any]:
+    """Go through ``params`` in sampling order, as a trial does; ``choose(step)`` gives each
+    parameter's value (``SKIP``: none). The values chosen."""
+    values: dict[str, Any] = {}
+    for p in params:
+        active = p.active(values)
+        picked = p.pick(values) if active is not False else None
+        dist, case = picked if picked is not None else (None, ())
+        value = choose(Step(p, active, dist, case))
+        if value is not SKIP:
+            values[p.name] = value
+    return values

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.spec.space_file import load_space
+from search.studyfiles.space_file import load_space
 from tests.helpers import BASE, POINT, write
 from trainables.errors import ConfigError
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.spec.space_file import load_space
-from search.spec.warmstart import GUIDES
+from search.studyfiles.space_file import load_space
+from search.studyfiles.warmstart import GUIDES
 from tests.helpers import BASE, POINT, REPO, write
 from trainables.config import TrainConfig
 

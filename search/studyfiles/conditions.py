@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from search.spec.yamlfile import Checker
-from trainables.config import coerce, field_type
+from trainables.schema import fail, unknown_key
+from trainables.setting import typed
 
 
 class Values(Protocol):
@@ -76,41 +76,43 @@ def holds(when: Sequence[Condition], values: Mapping[str, Any]) -> bool | None:
 
 
 def parse_when(
-    check: Checker,
+    where: str,
     key: str,
-    raw: Any,
+    raw: Mapping[str, Any],
     owner: str,
     earlier: Mapping[str, Values],
     order: Sequence[str],
     fixed: Mapping[str, Any],
 ) -> tuple[Condition, ...]:
-    """Validate a ``when:`` mapping of parameter ``owner``; ``earlier`` are the params before it."""
-    raw = check.mapping(raw, key)
-    if not raw:
-        raise check.fail(key, "must name at least one earlier parameter")
+    """Check the ``when:`` mapping of parameter ``owner`` (the schema made it a non-empty
+    mapping); ``earlier`` are the params before it."""
     conditions = []
     for name, wanted in raw.items():
         ckey = f"{key}.{name}"
         if name not in earlier and name not in fixed:
             if name in order:
-                raise check.fail(
+                raise fail(
+                    where,
                     ckey,
                     f"must name a parameter defined before {owner} in params "
                     "(parameters are sampled in file order)",
                 )
-            check.keys({name: None}, [*order, *fixed], prefix=f"{key}.")
-        values = _values(check, ckey, name, wanted)
+            raise unknown_key(where, ckey, [*order, *fixed])
+        values = _values(where, ckey, name, wanted)
         if name in fixed:
             for v in values:
                 if not same(v, fixed[name]):
-                    raise check.fail(
-                        ckey, f"can never hold: {name} is fixed to {fixed[name]!r}, got {v!r}"
+                    raise fail(
+                        where,
+                        ckey,
+                        f"can never hold: {name} is fixed to {fixed[name]!r}, got {v!r}",
                     )
             continue  # always holds
         param = earlier[name]
         for v in values:
             if not param.possible(v):
-                raise check.fail(
+                raise fail(
+                    where,
                     ckey,
                     f"can never hold: {v!r} is not a value {name} can take "
                     f"(its values: {param.describe()})",
@@ -119,12 +121,12 @@ def parse_when(
     return tuple(conditions)
 
 
-def _values(check: Checker, key: str, name: str, wanted: Any) -> tuple[Any, ...]:
+def _values(where: str, key: str, name: str, wanted: Any) -> tuple[Any, ...]:
     """One value, or a non-empty list meaning any of them; each must fit ``name``'s type."""
     if isinstance(wanted, list):
         if not wanted:
-            raise check.fail(key, "must be a value or a non-empty list of values")
+            raise fail(where, key, "must be a value or a non-empty list of values")
         items = wanted
     else:
         items = [wanted]
-    return tuple(coerce(str(check.path), key, v, field_type(name)) for v in items)
+    return tuple(typed(name, v, where, key) for v in items)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from search.spec.conditions import UNKNOWN, describe, same
-from search.spec.space import Param, Space
-from search.spec.yamlfile import Checker
-from trainables.config import TrainConfig, coerce, field_type
+from search.studyfiles.conditions import UNKNOWN, describe, same
+from search.studyfiles.space import SKIP, Param, Space, Step, walk
+from trainables.config import DEFAULTS
+from trainables.schema import fail, unknown_key
+from trainables.setting import typed
 
 _COLUMNS = ("model", "lr", "image_size", "batch_size", "warmup_epochs", "loss")
 # The guides' recommended configurations (shared/FORMATS.md), in the guides' order. Epochs are
@@ -31,7 +32,6 @@ GUIDES: dict[str, dict[str, Any]] = {
         ("resnet", ("resnet", 5e-4, 256, 8, 5, "adaptive_wing")),
     )
 }
-_DEFAULTS = TrainConfig().to_dict()
 
 
 class _Outside(Exception):
@@ -42,32 +42,26 @@ class _Outside(Exception):
         self.name, self.rule = name, rule
 
 
-def load_warm_start(check: Checker, raw: Any, space: Space) -> tuple[dict[str, Any], ...]:
-    """Validate the ``warm_start`` key of a space file against the finished ``space``: the
-    points to enqueue, in order."""
+def load_warm_start(where: str, raw: Any, space: Space) -> tuple[dict[str, Any], ...]:
+    """The ``warm_start`` of a space file (``guides``, a list of mappings or None, as its schema
+    checked) against the finished ``space``: the points to enqueue, in order."""
     params, fixed = space.params, space.fixed
     if raw is None:
         return ()
     if isinstance(raw, str):
-        check.string(raw, "warm_start", ("guides",))
         return guides_points(params, fixed)
-    if not isinstance(raw, list):
-        raise check.fail(
-            "warm_start", f"must be 'guides' or a list of parameter mappings, got {raw!r}"
-        )
     names = [p.name for p in params]
     points = []
     for i, point in enumerate(raw):
         key = f"warm_start[{i}]"
-        point = check.mapping(point, key)
-        check.keys(point, names, prefix=f"{key}.")
-        typed = {
-            n: coerce(str(check.path), f"{key}.{n}", v, field_type(n)) for n, v in point.items()
-        }
+        for n in point:
+            if n not in names:
+                raise unknown_key(where, f"{key}.{n}", names)
+        values = {n: typed(n, v, where, f"{key}.{n}") for n, v in point.items()}
         try:
-            points.append(_place(params, typed, explicit=True))
+            points.append(_place(params, values, explicit=True))
         except _Outside as e:
-            raise check.fail(f"{key}.{e.name}", e.rule) from None
+            raise fail(where, f"{key}.{e.name}", e.rule) from None
     return tuple(points)
 
 
@@ -82,9 +76,7 @@ def guides_points(params: Sequence[Param], fixed: Mapping[str, Any]) -> tuple[di
     searched = {p.name for p in params}
     points = []
     for row in GUIDES.values():
-        if any(
-            not same(v, fixed.get(k, _DEFAULTS[k])) for k, v in row.items() if k not in searched
-        ):
+        if any(not same(v, fixed.get(k, DEFAULTS[k])) for k, v in row.items() if k not in searched):
             continue
         try:
             points.append(_place(params, row, explicit=False))
@@ -94,44 +86,41 @@ def guides_points(params: Sequence[Param], fixed: Mapping[str, Any]) -> tuple[di
 
 
 def _place(params: Sequence[Param], given: Mapping[str, Any], explicit: bool) -> dict[str, Any]:
-    """Walk the params in sampling order as a trial would; the point to enqueue.
+    """Walk the params as a trial would; the point to enqueue.
 
     ``explicit``: ``given`` must name exactly the parameters active under its own values.
     Otherwise (a guides row) a named inactive parameter must hold its default, and a missing
     active one is filled in as ``guides_points`` describes.
     """
-    values: dict[str, Any] = {}
     point: dict[str, Any] = {}
-    for p in params:
-        named = p.name in given
-        active = p.active(values)
-        if active is None:
+
+    def choose(step: Step) -> Any:
+        p, named = step.param, step.param.name in given
+        if step.active is None:
             if named:
                 raise _Outside(p.name, "cannot be checked: its condition hangs on a sampled value")
-            values[p.name] = UNKNOWN
-            continue
-        if not active:
-            if named and (explicit or not same(given[p.name], _DEFAULTS[p.name])):
+            return UNKNOWN
+        if not step.active:
+            if named and (explicit or not same(given[p.name], DEFAULTS[p.name])):
                 raise _Outside(
                     p.name, f"is not sampled at this point: {describe(p.when)} does not hold"
                 )
-            continue
-        picked = p.pick(values)
+            return SKIP
         if not named:
             if explicit:
                 reason = f" ({describe(p.when)} holds)" if p.when else ""
                 raise _Outside(p.name, f"is missing: this point samples it{reason}")
-            value = _DEFAULTS[p.name]
-            if picked is None or not picked[0].contains(value):
-                values[p.name] = UNKNOWN
-                continue
-        else:
-            value = given[p.name]
-        if picked is None:
+            if step.dist is None or not step.dist.contains(DEFAULTS[p.name]):
+                return UNKNOWN
+        value = given[p.name] if named else DEFAULTS[p.name]
+        if step.dist is None:
             raise _Outside(p.name, "cannot be checked: its range hangs on a sampled value")
-        dist, case = picked
-        if not dist.contains(value):
-            where = f" (when {describe(case)})" if case else ""
-            raise _Outside(p.name, f"must be in {dist.describe(cases=False)}{where}, got {value!r}")
-        values[p.name] = point[p.name] = value
+        if not step.dist.contains(value):
+            where = f" (when {describe(step.case)})" if step.case else ""
+            rule = f"must be in {step.dist.describe(cases=False)}{where}, got {value!r}"
+            raise _Outside(p.name, rule)
+        point[p.name] = value
+        return value
+
+    walk(params, choose)
     return point
