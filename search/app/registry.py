@@ -33,6 +33,7 @@ from trainables.eval.ensemble import Ensemble
 from trainables.shape import sigma_for
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
+TAG_TEST_TTA = "cephtune.test_tta"  # on the final run: the test-time augmentation tested with
 
 
 def _save_served(path: str, mlflow_model: Model, **kwargs: Any) -> None:
@@ -89,7 +90,7 @@ def register(
     and give it the alias ``alias_for`` decides; returns the version and the alias."""
     with tracking.active(), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if isinstance(v, float)})
-        mlflow.set_tag("cephtune.test_tta", scores.get("tta", "none"))
+        mlflow.set_tag(TAG_TEST_TTA, scores.get("tta", "none"))
         for table in ("per_landmark.csv", "per_landmark.md"):
             if (final / table).is_file():
                 mlflow.log_artifact(str(final / table), artifact_path="test")
