@@ -131,19 +131,22 @@ class StudyRecord:
 
     def report_epoch(self, ray_trial_id: str, epoch: Epoch) -> None:
         """An epoch of a running trial: to Optuna, then to its run, each once."""
+        last = self._last.get(ray_trial_id)
+        # The node goes on at the first report, and again when a retry moved the trial.
+        moved = bool(epoch.node and epoch.node[0]) and self._nodes.get(ray_trial_id) != epoch.node
+        if last is not None and epoch.step <= last.step and not moved:
+            return  # told already (by the other adapter, or a retry re-runs it): nothing to read
         found = None if ray_trial_id in self._ended else self._open(ray_trial_id)
         if found is None:
             return
         trial, frozen = found
-        last = self._last.get(ray_trial_id)
         if last is None or epoch.step > last.step:
             self._last[ray_trial_id] = epoch
         value = epoch.values.get(self.metric)
         if value is not None and epoch.step > max(frozen.intermediate_values, default=0):
             trials.report(trial, value, epoch.step)
         run_id = self._run_ids.get(ray_trial_id)
-        # The node goes on at the first report, and again when a retry moved the trial.
-        if epoch.node and epoch.node[0] and self._nodes.get(ray_trial_id) != epoch.node:
+        if moved:
             self._nodes[ray_trial_id] = epoch.node
             trials.set_node(self.study, frozen, *epoch.node)
             if run_id is not None:

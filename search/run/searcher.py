@@ -1,13 +1,13 @@
 """The Ray side of a study's record: the searcher, the callback and the stopper Ray calls, each
 handing what Ray tells it to the study's ``StudyRecord`` (``search.records.study_record``).
 
-Ray tells the searcher of a trial's results and end, and the callbacks of its start, results and
-end, in an order of its own: the record writes Optuna and then MLflow, each epoch once, which
-ever of them comes first. Ray's ``OptunaSearch`` on its own records a trial stopped by ASHA as
-COMPLETE, drops the intermediate value of the step that led to the stop (Ray does not pass that
-result to the searcher) and never records why a trial failed; the record does all three
-truthfully. These adapters only translate: a Ray result into an ``Epoch``, a failed trial's
-error file into a reason. All of it runs in the driver, so each store has one writer.
+Ray tells the searcher of a trial's results and end, and the callbacks of its start, results
+and end, in an order of its own: the record writes Optuna and then MLflow, each epoch once,
+whichever of them comes first. Ray's ``OptunaSearch`` on its own records a trial stopped by
+ASHA as COMPLETE, drops the intermediate value of the step that led to the stop (Ray does not
+pass that result to the searcher) and never records why a trial failed; the record does all
+three truthfully. These adapters only translate: a Ray result into an ``Epoch``, a failed
+trial's error file into a reason. All of it runs in the driver, so each store has one writer.
 """
 
 from __future__ import annotations
