@@ -22,7 +22,8 @@ Environment variables the driver sets, which a local Ray's workers inherit:
 - ``MLFLOW_LOGGING_LEVEL=WARNING`` unless the user set it.
 
 Other state that lives as long as the process, because Ray pickles callbacks and searchers
-apart: the table of live Ray trials (``search.run.searcher``) and the opened Optuna storages
+apart: the table of live Ray trials (``search.run.searcher``), the record of each study that
+runs (``search.records.study_record``) and the opened Optuna storages
 (``search.records.storage``).
 """
 

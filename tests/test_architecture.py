@@ -1,6 +1,7 @@
-"""The shape the code keeps (issue 14), checked on the source: data flows one way, no import
-cycle (type-checking imports included), one owner of Optuna's private storage, no module over
-300 lines (tests and benchmarks included)."""
+"""The shape the code keeps (issues 14 and 24), checked on the source: data flows one way, no
+import cycle (type-checking imports included), one owner of Optuna's private storage, no module
+over 300 lines (tests and benchmarks included), a command line that starts without the heavy
+libraries. The owners of the contracts are checked in ``tests/test_owners.py``."""
 
 from __future__ import annotations
 
@@ -90,66 +91,6 @@ def test_no_module_is_over_300_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
-
-
-def _literals(path: Path) -> list[str]:
-    """The string constants of ``path``, docstrings left out (f-strings give their parts)."""
-    tree = ast.parse(path.read_text())
-    docs = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
-    return [
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
-    ]
-
-
-ARTIFACTS = "trainables.artifacts"
-
-
-def test_the_artifact_contract_has_one_owner_that_every_side_imports():
-    """Checkpoint file names, the ``final/`` files and the registered model's required
-    metadata keys are written only in ``trainables.artifacts``; the modules that write or read
-    them import it (issue 24)."""
-    from trainables.artifacts import BEST_CHECKPOINT, LAST_CHECKPOINT, FinalDir, ModelMetadata
-
-    final = FinalDir(Path("final"))
-    names = {BEST_CHECKPOINT, LAST_CHECKPOINT, final.test_metrics.name}
-    names |= {p.name for p in final.tables}
-    found = modules()
-    paths = {**found, "search.py": REPO / "search.py"}
-    stray = {
-        (name, word)
-        for name, path in paths.items()
-        if name != ARTIFACTS
-        for text in _literals(path)
-        for word in names
-        if word in text
-    }
-    assert stray == set(), "file names of the artifact contract outside trainables.artifacts"
-    keys = set(ModelMetadata.REQUIRED)
-    model_side = [n for n in found if n.startswith(("search.app", "trainables.eval"))]
-    indexed = {(n, text) for n in model_side for text in _literals(found[n]) if text in keys}
-    assert indexed == set(), "registered-model metadata read by bare keys"
-    users = ("search.app.registry", "search.app.promote", "search.app.candidates",
-             "search.app.report", "search.app.predict", "search.app.train",
-             "trainables.eval.serving", "trainables.checkpoint", "trainables.run",
-             "trainables.train")  # fmt: skip
-    known = set(found)
-    assert [u for u in users if ARTIFACTS not in imports(found[u], known)] == []
-
-
-def test_the_device_for_inference_is_picked_in_one_place():
-    """Outside training (``trainables.run``) and a model's own device (``inference``), a
-    model runs where ``Precision.for_inference`` says."""
-    calls = {name for name, path in modules().items() if "Precision.resolve(" in path.read_text()}
-    assert calls <= {"trainables.precision", "trainables.run", "trainables.eval.inference"}
 
 
 def module_level_imports(path: Path) -> set[str]:

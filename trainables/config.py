@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from trainables.config_meaning import MEANING
 from trainables.data.formats import FORMATS
 from trainables.data.records import ANNOTATOR_CHOICES, TRAIN_ON
 from trainables.errors import ConfigError
@@ -60,39 +61,26 @@ class TrainConfig(BaseModel):
 
     model_config = STRICT
 
-    model: Annotated[
-        _names(sorted(MODELS)), _doc("`hrnet` | `resnet` | `unet` | `hourglass` (table below)")
-    ] = "hrnet"
+    model: Annotated[_names(sorted(MODELS)), _doc(MEANING["model"])] = "hrnet"
     backbone: Annotated[
         str | None,
         Shown("null (the model's default)"),
-        _doc(
-            "variant: `hrnet_w18_small`, `hrnet_w18_small_v2`, `hrnet_w18`, `hrnet_w32`, "
-            "`hrnet_w48`; `resnet18/34/50` for `resnet`; any timm model with stride-4…32 features "
-            "for `unet` (default `resnet34`); must be null for `hourglass`"
-        ),
+        _doc(MEANING["backbone"]),
     ] = None
-    hourglass_stacks: Annotated[int, _doc("stacks of the hourglass (each is supervised)", gt=0)] = 2
+    hourglass_stacks: Annotated[int, _doc(MEANING["hourglass_stacks"], gt=0)] = 2
     heatmap_stride: Annotated[
         Literal[STRIDES],
-        _doc(
-            "4 | 2 | 1, for every model: heatmaps at 1/stride of the input. Below 4 an upsampling "
-            "head (pixel shuffle, x2 per step, each step fused with a 3×3-conv skip from the input "
-            "image at that stride) replaces the last 1×1 conv; sigma follows the stride; decoding "
-            "is the same"
-        ),
+        _doc(MEANING["heatmap_stride"]),
     ] = 4
     pretrained: Annotated[
         bool,
-        _doc("ImageNet weights through timm (needs its hub cache or network); not for `hourglass`"),
+        _doc(MEANING["pretrained"]),
     ] = False
     pretrained_file: Annotated[
         str | None,
-        _doc("local weights file for the backbone (checked to cover every backbone tensor)"),
+        _doc(MEANING["pretrained_file"]),
     ] = None
-    loss: Annotated[_names(sorted(LOSSES)), _doc("`adaptive_wing` | `heatmap` (MSE)")] = (
-        "adaptive_wing"
-    )
+    loss: Annotated[_names(sorted(LOSSES)), _doc(MEANING["loss"])] = "adaptive_wing"
     aw_omega: Annotated[float, _doc(AW)] = 14.0
     aw_theta: Annotated[Positive, _doc(AW)] = 0.5
     aw_epsilon: Annotated[Positive, _doc(AW)] = 1.0
@@ -102,68 +90,39 @@ class TrainConfig(BaseModel):
     sigma: Annotated[
         Positive | None,
         Shown("null = 1.5 × long side / 256 × 4 / heatmap_stride"),
-        _doc(
-            "Gaussian target sigma in heatmap pixels at stride 4 (0.75 / 1.5 / 3.0 at 128 / 256 / "
-            "512 px), scaled by 4 / `heatmap_stride`, so that the target keeps its width in input "
-            "pixels at any stride (a set value is read at stride 4 too)"
-        ),
+        _doc(MEANING["sigma"]),
     ] = None
     lr: Annotated[Positive, _doc(ADAMW)] = 5e-4
     weight_decay: Annotated[NonNegative, _doc(ADAMW)] = 1e-4
     batch_size: Annotated[int, _doc(BUDGET, gt=0)] = 12
     epochs: Annotated[int, _doc(BUDGET, gt=0)] = 100
-    warmup_epochs: Annotated[int, _doc("linear warmup, stepped per iteration", ge=0)] = 5
+    warmup_epochs: Annotated[int, _doc(MEANING["warmup_epochs"], ge=0)] = 5
     t0_epochs: Annotated[int, _doc(COSINE, gt=0)] = 10
     t_mult: Annotated[int, _doc(COSINE, gt=0)] = 2
     eta_min: Annotated[NonNegative, _doc(COSINE)] = 1e-6
     image_size: Annotated[
         Size,
-        _doc(
-            'network input: `N` (square), `[W, H]` or `"WxH"` (a space\'s categorical names '
-            'rectangles as text, `"512x640"`); each side a multiple of 32, at most 1024. Images '
-            "are scaled to fit, aspect kept, and padded only on the side the input's aspect leaves "
-            "over (a 512 × 640 input takes a 1935 × 2400 cephalogram almost without padding). "
-            "Metrics stay in original pixels × mm"
-        ),
+        _doc(MEANING["image_size"]),
     ] = Size(256, 256)
     progressive_stages: Annotated[
         Stages | None,
-        _doc(
-            'progressive resolution: `[[epochs, size], …]` or the same as text, `"3@256,3@512"` '
-            "(a space's categorical names them as text): the stages run first, in order, then "
-            "`image_size` until `epochs`. Weights, optimiser and schedule carry over; the heatmap "
-            "stride stays, sigma follows each stage's size; each epoch reports its `input_px` (the "
-            "long side). Early epochs, and so early ASHA rungs, are cheap: resolution becomes a "
-            "fidelity"
-        ),
+        _doc(MEANING["progressive_stages"]),
     ] = None
     precision: Annotated[
         _names(PRECISIONS),
-        _doc(
-            "`auto`: on CUDA bf16 where the GPU has it natively (compute capability ≥ 8.0: A100, "
-            "H100, RTX 30xx+), else fp16 + GradScaler; fp32 on CPU | `fp32` | `fp16` (CUDA only) | "
-            "`bf16` (refused on a GPU without native bf16, where it would run emulated and slow; "
-            "allowed on CPU)"
-        ),
+        _doc(MEANING["precision"]),
     ] = "auto"
     train_on: Annotated[
         _names(TRAIN_ON),
-        _doc("`train` | `train+valid` (the split(s) the model learns from; promotion option)"),
+        _doc(MEANING["train_on"]),
     ] = "train"
     augment: Annotated[
         bool,
-        _doc(
-            "train split only: one affine warp (rotation, scale, translation) for image and "
-            "landmarks, then brightness / contrast / gamma"
-        ),
+        _doc(MEANING["augment"]),
     ] = True
     aug_flip: Annotated[
         bool,
-        _doc(
-            "with `augment`: mirror x with probability 0.5 (cephalograms face either way). Only x "
-            "mirrors: every landmark is on the midline or the mean of a bilateral pair "
-            "(FORMATS.md), so no two landmarks swap names"
-        ),
+        _doc(MEANING["aug_flip"]),
     ] = False
     aug_rotation_deg: Annotated[NonNegative, _doc(WARP)] = 5.0
     aug_scale: Annotated[NonNegative, _doc(WARP, lt=1)] = 0.05
@@ -175,79 +134,53 @@ class TrainConfig(BaseModel):
         int | None,
         Shown("null = auto"),
         _doc(
-            "DataLoader worker processes; auto: 0 on CPU (the step dominates and a worker only "
-            "competes for the trial's cores), min(4, the trial's CPUs) on CUDA",
+            MEANING["num_workers"],
             ge=0,
         ),
     ] = None
     cpu_memory_gb: Annotated[
         Positive | None,
         Shown("null = no cap"),
-        _doc(
-            "address space (GiB) the training epochs may add to the built run (`RLIMIT_AS` of the "
-            "trial's process, lifted afterwards): a configuration too large for the machine fails "
-            "fast as `oom: …` instead of swapping or meeting the kernel's OOM killer"
-        ),
+        _doc(MEANING["cpu_memory_gb"]),
     ] = None
     best_metric: Annotated[
         _names(BEST_METRICS),
-        _doc(
-            "the valid metric whose best epoch `best.pt` keeps (`promote` writes the study's "
-            "`metric`)"
-        ),
+        _doc(MEANING["best_metric"]),
     ] = "mre_mm"
     best_mode: Annotated[
         Literal["min", "max"] | None,
         Shown("null = the metric's own"),
-        _doc("`min` | `max`; null: max for `sdr_*`, min otherwise"),
+        _doc(MEANING["best_mode"]),
     ] = None
     checkpoint_every: Annotated[
         int,
         _doc(
-            "epochs between checkpoints, and always the last (0 = none); each one cost a tiny "
-            "trial 0.17 s (benchmarks), a large model far more, and a resumed trial loses at most "
-            "this many epochs",
+            MEANING["checkpoint_every"],
             ge=0,
         ),
     ] = 5
     seed: Annotated[
         int,
-        _doc(
-            "Python, NumPy, torch, shuffling and augmentation (per epoch and image, so a resumed "
-            "run continues exactly on CPU, loader workers or not; on a GPU see below)"
-        ),
+        _doc(MEANING["seed"]),
     ] = 0
-    num_threads: Annotated[
-        int, _doc("torch threads of a run (a study sets it from `resources.cpu`)", gt=0)
-    ] = 1
-    data_dir: Annotated[
-        str, _doc("the dataset folder (relative to a training config; a study sets it)")
-    ] = ""
+    num_threads: Annotated[int, _doc(MEANING["num_threads"], gt=0)] = 1
+    data_dir: Annotated[str, _doc(MEANING["data_dir"])] = ""
     dataset_format: Annotated[
         _names(sorted(FORMATS)),
-        _doc(
-            "the dataset's reader: `aariz` | `isbi` (a study sets it; synthetic data is written in "
-            "the Aariz layout)"
-        ),
+        _doc(MEANING["dataset_format"]),
     ] = "aariz"
     annotator: Annotated[
         _names(ANNOTATOR_CHOICES),
-        _doc(
-            "the ground truth: `senior` | `junior` | `mean` (a study sets it from "
-            "`dataset.annotator`)"
-        ),
+        _doc(MEANING["annotator"]),
     ] = "mean"
     synthetic: Annotated[
         str | None,
-        _doc(
-            "the generator key of synthetic data: a trial regenerates `data_dir` there if the "
-            "cache folder holding it was deleted mid-study (a study sets it)"
-        ),
+        _doc(MEANING["synthetic"]),
     ] = None
     cache_dir: Annotated[
         str | None,
         Shown("null = the user cache dir"),
-        _doc("the shared preprocessing cache (a study sets it)"),
+        _doc(MEANING["cache_dir"]),
     ] = None
 
     def __init__(self, **values: Any) -> None:

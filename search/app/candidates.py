@@ -16,6 +16,7 @@ import yaml
 
 from search.app.train import train
 from search.layout import Layout
+from search.records.lineage import TAG_ROLE
 from search.records.tracking import Tracking
 from trainables import checkpoint
 from trainables.artifacts import BEST_CHECKPOINT
@@ -81,9 +82,7 @@ def retrain(
             stem = f"trial-{trial}" if seeds == 1 else f"trial-{trial}-seed-{seed}"
             path = folder / f"{stem}.yaml"
             path.write_text(yaml.safe_dump({**values, "seed": seed}, sort_keys=True))
-            out = train(
-                path, folder / stem, None, name, tracking, {**tags, "cephtune.role": "recheck"}
-            )
+            out = train(path, folder / stem, None, name, tracking, {**tags, TAG_ROLE: "recheck"})
             candidate.runs.append(
                 {"seed": seed, "folder": str(folder / stem), "mre_mm": out["best"]["mre_mm"],
                  "run_id": out["run_id"]}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from optuna.study import StudyDirection
 
 from search.app import candidates as candidates_mod
@@ -24,6 +25,7 @@ from search.app import registry
 from search.app.train import train
 from search.layout import Layout
 from search.records import ranking, trials
+from search.records.lineage import TAG_ROLE
 from search.records.storage import open_study
 from search.records.tracking import Tracking
 from search.run.lock import study_lock
@@ -40,6 +42,10 @@ from trainables.eval.overlay import draw_overlay
 from trainables.eval.tta import TTA
 from trainables.precision import Precision
 from trainables.run import dataset_for
+
+# Tags of the runs promote adds to a study's tree (beside lineage's ``cephtune.role``).
+TAG_PROMOTED_TRIAL = "cephtune.promoted_trial"  # the trial a final run re-trains
+TAG_ENSEMBLE_TRIALS = "cephtune.ensemble_trials"  # the members of an ensemble, comma-separated
 
 
 def guides_epochs(cfg: TrainConfig) -> int:
@@ -76,7 +82,7 @@ def promote(
     study = open_study(name, layout.url(storage_url))
     tracking = Tracking(layout)
     parent = study.user_attrs.get(trials.MLFLOW_PARENT_RUN_ID)
-    tags = {"mlflow.parentRunId": parent, "cephtune.role": "promote"} if parent else {}
+    tags = {MLFLOW_PARENT_RUN_ID: parent, TAG_ROLE: "promote"} if parent else {}
     best_first = ranking.ranked(study)
     if not best_first:  # a pruned trial never ran its full schedule
         raise ConfigError(f"study {study.study_name!r} has no completed trial to promote")
@@ -120,7 +126,7 @@ def promote(
         best_yaml = _write_config(layout.best_yaml(name), values)
         trained = train(
             best_yaml, final.checkpoints, last if resume else None, name, tracking,
-            {**tags, "cephtune.promoted_trial": str(trial.number)},
+            {**tags, TAG_PROMOTED_TRIAL: str(trial.number)},
         )  # fmt: skip
         cfg = TrainConfig.from_dict(values)
         pick = CheckpointPolicy.of(cfg).tested
@@ -167,7 +173,7 @@ def _promote_ensemble(
     trials_used = ",".join(str(m.trial) for m in members)
     run_id = tracking.start_run(
         name, "ensemble", {"ensemble_trials": trials_used},
-        {**tags, "cephtune.role": "ensemble", "cephtune.ensemble_trials": trials_used},
+        {**tags, TAG_ROLE: "ensemble", TAG_ENSEMBLE_TRIALS: trials_used},
     )  # fmt: skip
     report = test_once(model, configs[0], final, TTA(flip=True) if tta else None)
     report = dataclasses.replace(report, selection=selection, ensemble=[m.trial for m in members])

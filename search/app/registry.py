@@ -30,6 +30,7 @@ from trainables.errors import ConfigError, first_line
 from trainables.eval import serving
 
 TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
+TAG_TEST_TTA = "cephtune.test_tta"  # on the final run: the test-time augmentation tested with
 
 
 def _save_served(path: str, mlflow_model: Model, **kwargs: Any) -> None:
@@ -69,7 +70,7 @@ def register(
     folder = FinalDir(final)
     with tracking.active(), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items() if isinstance(v, float)})
-        mlflow.set_tag("cephtune.test_tta", scores.get("tta", "none"))
+        mlflow.set_tag(TAG_TEST_TTA, scores.get("tta", "none"))
         for table in folder.tables:
             if table.is_file():
                 mlflow.log_artifact(str(table), artifact_path="test")

@@ -19,6 +19,7 @@ from trainables.run import ensure_data
 from trainables.train import NonFiniteLoss, State, run_training, should_checkpoint
 
 RESUMABLE_CHANGES = {"epochs"}  # a resumed run may be extended, nothing else
+TAG_CONFIG = "cephtune.config"  # the run's config file
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -74,7 +75,7 @@ def train(
         experiment,
         config.stem,
         cfg.to_dict(),
-        {"cephtune.config": str(config.resolve()), **(tags or {})},
+        {TAG_CONFIG: str(config.resolve()), **(tags or {})},
     )
     policy = artifacts.CheckpointPolicy.of(cfg)
     last, best_pt = out / artifacts.LAST_CHECKPOINT, out / artifacts.BEST_CHECKPOINT

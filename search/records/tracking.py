@@ -21,6 +21,8 @@ from mlflow.tracking import MlflowClient
 from search.layout import TRACKING_ENV, Layout
 from trainables.config import RESOLVED_KEYS
 
+TAG_PREFIX = "cephtune."  # of every tag cephtune writes; ``cephtune.<key>`` for RESOLVED_KEYS
+
 
 class Tracking:
     """The store of ``layout``'s project (``uri``) and the runs cephtune writes to it."""
@@ -115,4 +117,4 @@ def server_lost(error: BaseException) -> BaseException | None:
 def resolved_tags(result: dict) -> list[RunTag]:
     """What ``precision: auto`` and the device resolved to, as ``cephtune.<key>`` tags. Tags,
     not params: a run resumed elsewhere may land on another device."""
-    return [RunTag(f"cephtune.{k}", str(result[k])) for k in RESOLVED_KEYS if k in result]
+    return [RunTag(TAG_PREFIX + k, str(result[k])) for k in RESOLVED_KEYS if k in result]

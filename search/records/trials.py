@@ -5,7 +5,9 @@ Optuna's own ``Study.optimize`` has one path to ``tell`` (``_run_trial``); here 
 COMPLETE with the last value, PRUNED (Optuna keeps the last intermediate value), FAIL with a
 reason. ``interrupt`` is the named mechanism for trials a stopped driver left RUNNING (Optuna's
 counterpart is ``fail_stale_trials``). This is the only module that reaches into Optuna's
-storage by trial id.
+storage by trial id; its writers of a trial (``link_ray``, ``report``, ``set_node``,
+``attach_run``, ``end``, ``interrupt``) are called by the study's record only
+(``search.records.study_record``), which decides when.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def trial_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     return {**study.user_attrs.get(CONSTANTS, {}), **trial.params}
 
 
+def taken(study: optuna.Study) -> int:
+    """Trials that finished on their own or are running (a running trial ends counted)."""
+    return sum(
+        t.state == TrialState.RUNNING or (t.state.is_finished() and not interrupted(t))
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 def by_ray_id(study: optuna.Study, ray_trial_id: str) -> FrozenTrial | None:
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(RAY_TRIAL_ID) == ray_trial_id:
@@ -79,6 +89,17 @@ def current(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
 def live(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """The handle of a stored trial to report to and end (a trial Ray restored)."""
     return optuna.Trial(study, frozen._trial_id)
+
+
+def link_ray(trial: optuna.Trial, ray_trial_id: str) -> None:
+    """Name the Ray trial that runs a new Optuna trial (once: a trial keeps its first)."""
+    if RAY_TRIAL_ID not in trial.user_attrs:
+        trial.set_user_attr(RAY_TRIAL_ID, ray_trial_id)
+
+
+def report(trial: optuna.Trial, value: float, step: int) -> None:
+    """An epoch's value of a running trial (its intermediate value at ``step``)."""
+    trial.report(value, step)
 
 
 def end(

@@ -21,8 +21,9 @@ from ray import tune
 
 from search.layout import SQLITE, Layout, mask_url
 from search.records import trials
-from search.records.lineage import close_run, start_parent, sync_runs
+from search.records.lineage import StudyRuns
 from search.records.storage import lost, open_storage, open_study, reconnect_wait, study_exists
+from search.records.study_record import StudyRecord
 from search.records.tracking import Tracking, server_lost
 from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
@@ -50,11 +51,8 @@ def start(
     address: str | None = None,
 ) -> Outcome:
     """Run the study of ``spec`` in the project ``layout``."""
-    data_root = datasets.prepare(spec.dataset)
-    ensure_ray(address)
-    gpu = check_resources(spec, cpu_only)
     track = Tracking(layout)
-    nodes.check_cluster(spec, layout, data_root, track.uri)
+    data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
     url, where = layout.url(spec.storage), f"{spec.path}: storage"
     if not url.startswith(SQLITE):
         open_storage(url, where)  # an unreachable server fails before the lock file
@@ -82,9 +80,7 @@ def start(
         experiment_id = track.ensure_experiment(spec.name)
         settings = spec.trial_settings(data_root, resolve_cache_dir())
         study_file = str(Path(spec.path).resolve())
-        parent = start_parent(
-            track.client, experiment_id, spec.name, spec.storage, study_file, settings
-        )
+        runs = StudyRuns.begin(track, experiment_id, spec.name, spec.storage, study_file, settings)
         trials.record_study(
             study,
             {
@@ -95,12 +91,13 @@ def start(
                 trials.PROJECT: str(layout.root),
                 trials.MLFLOW_TRACKING_URI: mask_url(track.uri),
                 trials.MLFLOW_EXPERIMENT_ID: experiment_id,
-                trials.MLFLOW_PARENT_RUN_ID: parent,
+                trials.MLFLOW_PARENT_RUN_ID: runs.parent_run_id,
             },
         )
+        record = StudyRecord(spec.name, url, spec.metric, spec.max_epochs, runs)
         experiments = layout.experiments(spec.name, spec.experiment_path)
-        run = tuner.build(spec, study, url, track.uri, experiments, "ray", gpu, warm_start=True)
-        return Outcome(spec, layout, data_root, _run(run, spec, study, track))
+        run = _build(spec, study, record, settings, experiments, "ray", gpu, warm_start=True)
+        return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
 
 
 def resume(
@@ -138,30 +135,55 @@ def resume(
             f"{spec.path}: changed since study {name!r} started; resume is for recovery, "
             "not for a new spec (start a new study, or --fresh)"
         )
-    data_root = datasets.prepare(spec.dataset)
-    ensure_ray(address)
-    gpu = check_resources(spec, cpu_only)
-    nodes.check_cluster(spec, layout, data_root, track.uri)
-    url = here.url(storage_url)
-    with study_lock(layout, name, url):
+    data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
+    runs = StudyRuns(
+        track.uri, attrs[trials.MLFLOW_EXPERIMENT_ID], attrs[trials.MLFLOW_PARENT_RUN_ID]
+    )
+    record = StudyRecord(name, layout.url(spec.storage), spec.metric, spec.max_epochs, runs)
+    with study_lock(layout, name, here.url(storage_url)):
         if len(trials.finished(study)) >= spec.num_samples:
-            settle(study, track)
+            record.settle()
             return Outcome(spec, layout, data_root, True)
         experiments = layout.experiments(name, spec.experiment_path)
         folder = f"{experiments}/{attrs[trials.RAY_RUN]}"
         if tuner.can_restore(folder):
             # Trials Ray will not continue (it saved the experiment before they started) are
             # interrupted now, so the searcher's count of running trials is true.
-            _interrupt(study, track, keep=unfinished_in_ray(folder))
+            record.interrupt(keep=unfinished_in_ray(folder))
             run = tuner.restore(folder, spec, gpu)
         else:  # the driver died before Ray saved anything: replace the lost trials
-            _interrupt(study, track)
-            run_name = f"ray-{len(study.trials)}"
-            url = layout.url(spec.storage)
-            run = tuner.build(
-                spec, study, url, track.uri, experiments, run_name, gpu, warm_start=False
-            )
-        return Outcome(spec, layout, data_root, _run(run, spec, study, track))
+            record.interrupt()
+            settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"
+            run = _build(spec, study, record, settings, experiments, run_name, gpu, False)
+        return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
+
+
+def _prepare(
+    spec: StudySpec, layout: Layout, track: Tracking, cpu_only: bool, address: str | None
+) -> tuple[Path, float]:
+    """What start and resume check before they touch a record: the dataset (prepared), Ray
+    (joined or started), the resources a trial asks for, and every node's view of the data
+    and the MLflow store. Returns the data folder and the GPU share of a trial."""
+    data_root = datasets.prepare(spec.dataset)
+    ensure_ray(address)
+    gpu = check_resources(spec, cpu_only)
+    nodes.check_cluster(spec, layout, data_root, track.uri)
+    return data_root, gpu
+
+
+def _build(
+    spec: StudySpec,
+    study: optuna.Study,
+    record: StudyRecord,
+    settings: dict,
+    experiments: str,
+    run: str,
+    gpu: float,
+    warm_start: bool,
+) -> tune.Tuner:
+    """A new Ray experiment ``run`` for the study, named on the study for resume."""
+    trials.record_study(study, {trials.RAY_RUN: run})
+    return tuner.build(spec, record, settings, experiments, run, gpu, warm_start)
 
 
 def _delete(location: str) -> None:
@@ -174,7 +196,9 @@ def _delete(location: str) -> None:
     filesystem.delete_dir_contents(path, missing_dir_ok=True)
 
 
-def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking) -> bool:
+def _run(
+    run: tune.Tuner, spec: StudySpec, study: optuna.Study, record: StudyRecord, track: Tracking
+) -> bool:
     """Fit; True when the study reached ``num_samples`` finished trials. A database server or
     MLflow tracking server that went away for longer than the driver waits for it stops the
     driver with one line that says how to continue."""
@@ -198,21 +222,5 @@ def _run(run: tune.Tuner, spec: StudySpec, study: optuna.Study, track: Tracking)
         raise
     if len(trials.finished(study)) < spec.num_samples:
         return False  # stopped early (Ctrl-C): leave the running trials for resume
-    settle(study, track)
+    record.settle()
     return True
-
-
-def settle(study: optuna.Study, track: Tracking) -> None:
-    """A study that has all its trials: no trial or run stays RUNNING anywhere."""
-    _interrupt(study, track)
-    sync_runs(track.client, study.user_attrs[trials.MLFLOW_EXPERIMENT_ID], study)
-    track.client.set_terminated(study.user_attrs[trials.MLFLOW_PARENT_RUN_ID])
-
-
-def _interrupt(study: optuna.Study, track: Tracking, keep: frozenset[str] = frozenset()) -> None:
-    """Trials left RUNNING (but those Ray continues) are FAIL ``interrupted``; so are their
-    MLflow runs."""
-    for trial in trials.interrupt(study, keep):
-        run_id = trial.user_attrs.get(trials.MLFLOW_RUN_ID)
-        if run_id:
-            close_run(track.client, run_id, trial)

@@ -1,5 +1,6 @@
 """The Ray Tune run of a study: the shared trainable on its resources, ``StudySearch`` (Optuna
-with the RDB storage), ASHA or no early stopping, MLflow lineage, checkpoints and retries.
+with the RDB storage), ASHA or no early stopping, the study's record (Optuna and MLflow) told of
+every trial by the searcher and the callbacks, checkpoints and retries.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search.records import trials
-from search.records.lineage import StudyLineage
 from search.records.storage import open_storage
+from search.records.study_record import StudyRecord
 from search.run import early_stopping
 from search.run.early_stopping import StudyNote
 from search.run.recovery import NewestCheckpoint
-from search.run.searcher import LiveTrials, SkipClosedTrials, StudySearch
+from search.run.searcher import RecordTrials, SkipClosedTrials, StudySearch
 from search.studyfiles.samplers import make_sampler
 from search.studyfiles.space import Space
 from search.studyfiles.study import StudySpec
@@ -53,9 +53,11 @@ def search_alg(
     storage: optuna.storages.BaseStorage,
     settings: dict[str, Any],
     warm_start: bool,
+    record: StudyRecord | None = None,
 ) -> StudySearch:
     """The study's searcher: TPE (or random) on the Optuna storage, every trial the space's
-    sample plus ``settings``, the warm-start points first when ``warm_start``."""
+    sample plus ``settings``, the warm-start points first when ``warm_start``; its trials'
+    lives are ``record``'s (by default a record of the study in ``storage``, Optuna only)."""
     points = [dict(p) for p in spec.space.warm_start] if warm_start else []
     return StudySearch(
         space=Suggest(spec.space, settings),
@@ -67,6 +69,7 @@ def search_alg(
         storage=storage,
         max_t=spec.max_epochs,
         num_samples=spec.num_samples,
+        record=record,
     )
 
 
@@ -89,9 +92,8 @@ def tune_config(
 
 def build(
     spec: StudySpec,
-    study: optuna.Study,
-    storage_url: str,
-    tracking_uri: str,
+    record: StudyRecord,
+    settings: dict[str, Any],
     experiments: str,
     run: str,
     gpu: float,
@@ -99,31 +101,22 @@ def build(
 ) -> tune.Tuner:
     """A new Ray experiment ``run`` in ``experiments`` (a folder or URI) for the trials the
     study still lacks (the searcher counts them in the storage: Ray itself is given no sample
-    limit)."""
-    trials.record_study(study, {trials.RAY_RUN: run})
-    attrs = study.user_attrs
-    searcher = search_alg(spec, open_storage(storage_url), attrs[trials.CONSTANTS], warm_start)
-    lineage = StudyLineage(
-        spec.name,
-        storage_url,
-        tracking_uri,
-        attrs[trials.MLFLOW_EXPERIMENT_ID],
-        attrs[trials.MLFLOW_PARENT_RUN_ID],
-        spec.metric,
-    )
+    limit). The searcher, the callback and the stopper share ``record``; every trial runs with
+    ``settings``."""
+    url = record.storage_url
+    searcher = search_alg(spec, open_storage(url), settings, warm_start, record)
     return tune.Tuner(
         resourced(spec, gpu),
-        tune_config=tune_config(spec, searcher, StudyNote(storage_url, spec.name)),
+        tune_config=tune_config(spec, searcher, StudyNote(url, spec.name)),
         run_config=tune.RunConfig(
             name=run,
             storage_path=experiments,
-            stop=SkipClosedTrials(storage_url, spec.name),
+            stop=SkipClosedTrials(record),
             # Ray's own per-trial CSV and JSON results, but not its TensorBoard logger: MLflow
             # has the same metrics, and tensorboardX costs the driver a torch import.
             callbacks=[
-                LiveTrials(),
+                RecordTrials(record),
                 NewestCheckpoint(),
-                lineage,
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
             ],
@@ -143,7 +136,8 @@ def can_restore(location: str) -> bool:
 
 def restore(location: str, spec: StudySpec, gpu: float) -> tune.Tuner:
     """The saved Ray experiment at ``location``: unfinished trials continue from their last
-    checkpoint (the searcher and callbacks come back with their saved state)."""
+    checkpoint (the searcher, callback and stopper come back with the study's record: the one
+    this process holds, else one rebuilt from the settings they saved)."""
     return tune.Tuner.restore(
         location, resourced(spec, gpu), resume_unfinished=True, resume_errored=False
     )

@@ -66,6 +66,7 @@ def test_a_restored_trial_optuna_already_closed_is_stopped(tmp_path):
     driver died: it must not train again (the stopper Ray restores with the experiment)."""
     import pickle
 
+    from search.records.study_record import StudyRecord
     from search.run.searcher import SkipClosedTrials
 
     url = f"sqlite:///{tmp_path}/optuna.db"
@@ -75,7 +76,8 @@ def test_a_restored_trial_optuna_already_closed_is_stopped(tmp_path):
         trial.set_user_attr(RAY_TRIAL_ID, ray_id)
         if state == TrialState.COMPLETE:
             study.tell(trial, 1.0)
-    stopper = pickle.loads(pickle.dumps(SkipClosedTrials(url, "restored")))
+    record = StudyRecord("restored", url, "mre_mm", max_t=2)
+    stopper = pickle.loads(pickle.dumps(SkipClosedTrials(record)))
     assert stopper("done", {}) is True
     assert stopper("open", {}) is False
     assert stopper.stop_all() is False
