@@ -267,6 +267,8 @@ def main() -> None:
     )
     sys.stdout.flush()
     started = time.perf_counter()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="search-efficiency-", dir=args.workdir) as folder:
         out = Path(folder) / "seeds.jsonl"
         jobs = max(1, min(args.jobs, len(seeds)))

@@ -197,6 +197,8 @@ def run_seeds(args, table: Table, seeds: tuple[int, ...], trials: int, out: Path
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no TensorBoard logger (torch)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="search-tabular-", dir=args.workdir) as folder:
             for seed in seeds:
                 row = run_seed(Path(folder), table, seed, trials, args.study_extra)
