@@ -43,6 +43,7 @@ TAG_STATE = "cephtune.state"  # "running", then STATE_TAGS of its Optuna state
 TAG_FAIL_REASON = "cephtune.fail_reason"
 TAG_NODE_IP = "cephtune.node_ip"
 TAG_HOSTNAME = "cephtune.hostname"
+TAG_WORKER_PID = "cephtune.worker_pid"
 RUNNING = "running"
 
 
@@ -134,8 +135,9 @@ def log_epoch(client: MlflowClient, run_id: str, step: int, values: Mapping[str,
     client.log_batch(run_id, metrics=metrics, tags=resolved_tags(values))
 
 
-def log_node(client: MlflowClient, run_id: str, ip: str, hostname: str) -> None:
-    client.log_batch(run_id, tags=[RunTag(TAG_NODE_IP, ip), RunTag(TAG_HOSTNAME, hostname)])
+def log_node(client: MlflowClient, run_id: str, ip: str, hostname: str, pid: int) -> None:
+    tags = [(TAG_NODE_IP, ip), (TAG_HOSTNAME, hostname), (TAG_WORKER_PID, str(pid))]
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags])
 
 
 def close_run(client: MlflowClient, run_id: str, frozen: optuna.trial.FrozenTrial) -> None:

@@ -47,12 +47,12 @@ NO_RESULT = "no_result: the trial ended without reporting"
 
 @dataclass(frozen=True)
 class Epoch:
-    """One report of a trial: its epoch, what it reported (the metric among it), and the node
-    it reported from as (IP, host name)."""
+    """One report of a trial: its epoch, what it reported (the metric among it), and where it
+    reported from as (node IP, host name, worker pid)."""
 
     step: int
     values: Mapping[str, Any]
-    node: tuple[str, str] | None = None
+    node: tuple[str, str, int] | None = None
 
 
 # The record of each study this process runs, by (storage URL, study name): what an unpickled
@@ -79,7 +79,7 @@ class StudyRecord:
         self._trials: dict[str, optuna.Trial] = {}  # the Optuna trial of each Ray trial
         self._run_ids: dict[str, str] = {}  # the MLflow run of each trial started here
         self._logged: dict[str, int] = {}  # the last epoch in that run (read at first sight)
-        self._nodes: dict[str, tuple[str, str]] = {}  # the node last recorded
+        self._nodes: dict[str, tuple[str, str, int]] = {}  # the node and worker last recorded
         self._last: dict[str, Epoch] = {}  # the newest epoch reported
         self._ended: set[str] = set()  # ended here: a second telling is a no-op
         _RECORDS[(storage_url, study_name)] = self  # a new record replaces an older one
@@ -132,7 +132,7 @@ class StudyRecord:
     def report_epoch(self, ray_trial_id: str, epoch: Epoch) -> None:
         """An epoch of a running trial: to Optuna, then to its run, each once."""
         last = self._last.get(ray_trial_id)
-        # The node goes on at the first report, and again when a retry moved the trial.
+        # The node and worker go on at the first report, and again when a retry moved them.
         moved = bool(epoch.node and epoch.node[0]) and self._nodes.get(ray_trial_id) != epoch.node
         if last is not None and epoch.step <= last.step and not moved:
             return  # told already (by the other adapter, or a retry re-runs it): nothing to read

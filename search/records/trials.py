@@ -24,6 +24,7 @@ RAY_TRIAL_ID = "ray_trial_id"  # the Ray trial that runs it
 MLFLOW_RUN_ID = "mlflow_run_id"  # its nested MLflow run
 NODE_IP = "node_ip"  # the Ray node it ran on (the last, when a retry moved it)
 HOSTNAME = "hostname"  # that node's host name
+WORKER_PID = "worker_pid"  # the pid of the Ray worker process that runs it there (the last)
 INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 # Attributes of a study (``record_study``), read by resume, the summary, promote and the report.
@@ -133,10 +134,11 @@ def interrupt(study: optuna.Study, keep: Collection[str] = ()) -> list[FrozenTri
     return ended
 
 
-def set_node(study: optuna.Study, trial: FrozenTrial, ip: str, hostname: str) -> None:
+def set_node(study: optuna.Study, trial: FrozenTrial, ip: str, hostname: str, pid: int) -> None:
     """Where a running trial runs now (its first report, and again when a retry moved it)."""
     study._storage.set_trial_user_attr(trial._trial_id, NODE_IP, ip)
     study._storage.set_trial_user_attr(trial._trial_id, HOSTNAME, hostname)
+    study._storage.set_trial_user_attr(trial._trial_id, WORKER_PID, pid)
 
 
 def attach_run(study: optuna.Study, trial: FrozenTrial, run_id: str) -> None:

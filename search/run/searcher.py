@@ -39,7 +39,7 @@ def epoch_of(result: dict | None) -> Epoch | None:
         for k, v in result.items()
         if k not in RAY_KEYS and not k.startswith(f"{CONFIG_PREFIX}/")
     }
-    node = (str(result.get(NODE_IP, "")), str(result.get(HOSTNAME, "")))
+    node = (str(result.get(NODE_IP, "")), str(result.get(HOSTNAME, "")), int(result.get(PID) or 0))
     return Epoch(int(result[STEP]), values, node)
 
 

@@ -22,7 +22,7 @@ from search.records.lineage import (
 from search.records.study_record import Epoch, StudyRecord
 from search.records.trials import FAIL_REASON, INTERRUPTED, MLFLOW_RUN_ID, NODE_IP
 
-NODE = ("10.0.0.1", "h1")
+NODE = ("10.0.0.1", "h1", 4242)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the check every fault ends with (``check_records`` on the project's stores)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import optuna
 
 from search.cli import main
+from search.records.trials import WORKER_PID
 from tests.helpers import (
     REPO,
     check_records,
@@ -105,6 +107,22 @@ def driver(project: Path, cache_dir: Path, *args: str) -> subprocess.Popen:
             stderr=err,
             start_new_session=True,
         )
+
+
+def worker_pid(db: Path, number: int) -> int:
+    """The pid of the Ray worker that trial ``number`` last reported from, as the study's
+    record keeps it (0 before its first report)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=30) as con:
+        try:
+            row = con.execute(
+                "SELECT a.value_json FROM trial_user_attributes a JOIN trials t USING (trial_id) "
+                f"WHERE t.number = {number} AND a.key = '{WORKER_PID}'"
+            ).fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+    return int(json.loads(row[0])) if row else 0
 
 
 def trial_workers() -> list[int]:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -33,6 +32,7 @@ from tests.search.run.faults import (
     start_while,
     trial_workers,
     wait_for,
+    worker_pid,
 )
 
 pytestmark = pytest.mark.slow
@@ -44,16 +44,22 @@ def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, r
     db = project / "studies" / "optuna.db"
     killed: list[int] = []
 
-    def kill_worker(after: Callable[[], bool], what: str) -> None:
-        wait_for(lambda: after() and set(trial_workers()) - set(killed), what)
-        victim = min(set(trial_workers()) - set(killed))
-        killed.append(victim)
-        os.kill(victim, signal.SIGKILL)  # as the OS's out-of-memory killer would
+    def kill(pid: int) -> None:
+        killed.append(pid)
+        os.kill(pid, signal.SIGKILL)  # as the OS's out-of-memory killer would
+
+    def retry_worker() -> set[int]:
+        # A trial worker that is neither killed nor trial 0's (which may still be shutting down).
+        return set(trial_workers()) - {*killed, worker_pid(db, 0)}
 
     def sabotage() -> None:
-        kill_worker(lambda: reported(db, 0) >= 1, "trial 0's first epoch")  # retried: recovers
-        kill_worker(lambda: reported(db, 1) >= 1, "trial 1's first epoch")
-        kill_worker(lambda: True, "trial 1's retry")  # its one retry is spent: FAIL
+        # The worker a trial reported from is the pid its record keeps.
+        wait_for(lambda: worker_pid(db, 0) not in (0, *killed), "trial 0's first epoch")
+        kill(worker_pid(db, 0))  # retried: recovers
+        wait_for(lambda: worker_pid(db, 1) not in (0, *killed), "trial 1's first epoch")
+        kill(worker_pid(db, 1))
+        wait_for(retry_worker, "trial 1's retry")
+        kill(min(retry_worker()))  # its one retry is spent: FAIL
 
     start_while(sabotage, study_file)
     study = assert_consistent(project, "workers", 2)
