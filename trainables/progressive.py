@@ -68,13 +68,11 @@ class Stages:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        """A settings field of this type: parsed and checked once, recorded as ``value``."""
-        from pydantic_core import core_schema
+        """A settings field of this type: parsed and checked once, recorded as ``value``; no
+        stages (an empty list or text) is None."""
+        from trainables.schema import parsed_type_schema
 
-        return core_schema.no_info_plain_validator_function(
-            _validated,
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.value),
-        )
+        return parsed_type_schema(cls.parse, empty_is_none=True)
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
@@ -85,20 +83,6 @@ class Stages:
                 {"type": "array", "items": pair},
             ]
         }
-
-
-def _validated(value: Any) -> Stages | None:
-    """Stages from a settings file; no stages (an empty list or text) is None."""
-    from trainables.schema import rule_error
-
-    try:
-        stages = Stages.parse(value)
-    except ValueError as e:
-        raise rule_error(str(e)) from None
-    rule = stages.rule()
-    if rule:
-        raise rule_error(rule)
-    return stages or None
 
 
 def _pairs(value: Any) -> tuple[tuple[int, Size], ...] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -61,6 +62,28 @@ def rule_error(rule: str, key: str = "") -> PydanticCustomError:
     that breaks it (a cross-key rule names the key it blames). ``{at}`` in ``rule`` becomes
     the validated value's own key path."""
     return PydanticCustomError("rule", "{rule}", {"rule": rule, "key": key})
+
+
+def parsed_type_schema(parse: Callable[[Any], Any], empty_is_none: bool = False) -> Any:
+    """The pydantic core schema of a value type a settings file writes as text or numbers:
+    ``parse`` reads it (a ``ValueError`` is the one-line rule), its ``rule()`` checks it, and it
+    is recorded as its ``value``. ``empty_is_none``: a parsed value that is empty becomes None."""
+    from pydantic_core import core_schema
+
+    def validate(value: Any) -> Any:
+        try:
+            parsed = parse(value)
+        except ValueError as e:
+            raise rule_error(str(e)) from None
+        rule = parsed.rule()
+        if rule:
+            raise rule_error(rule)
+        return parsed if parsed or not empty_is_none else None
+
+    return core_schema.no_info_plain_validator_function(
+        validate,
+        serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.value),
+    )
 
 
 def explain(error: ValidationError, root: Any, words: Words = "file", prefix: str = "") -> str:

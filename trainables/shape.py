@@ -67,12 +67,9 @@ class Size:
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         """A settings field of this type: parsed and checked once, recorded as ``value``
         (pydantic is imported here, not with the module: the command line's start-up)."""
-        from pydantic_core import core_schema
+        from trainables.schema import parsed_type_schema
 
-        return core_schema.no_info_plain_validator_function(
-            _validated,
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.value),
-        )
+        return parsed_type_schema(cls.parse)
 
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
@@ -85,19 +82,6 @@ class Size:
                 {"type": "string", "pattern": r"^\s*\d+\s*[xX]\s*\d+\s*$"},
             ]
         }
-
-
-def _validated(value: Any) -> Size:
-    from trainables.schema import rule_error
-
-    try:
-        size = Size.parse(value)
-    except ValueError as e:
-        raise rule_error(str(e)) from None
-    rule = size.rule()
-    if rule:
-        raise rule_error(rule)
-    return size
 
 
 def _dims(value: Any) -> tuple[int, int] | None:

@@ -160,13 +160,14 @@ def test_fixed_value_that_differs_from_a_row_skips_it(tmp_path):
     assert load_space(write(tmp_path / "space.yaml", text)).warm_start == ()
 
 
+def two_points(tmp_path, second: str):
+    """The base space with ``warm_start`` POINT, then ``second`` (a YAML flow mapping)."""
+    points = f"warm_start:\n  - {POINT}\n  - {second}\n"
+    return load_space(write(tmp_path / "space.yaml", BASE + points))
+
+
 def test_explicit_points_are_typed_and_kept_in_order(tmp_path):
-    points = (
-        "warm_start:\n"
-        f"  - {POINT}\n"
-        "  - {model: resnet, lr: 3.0e-4, image_size: 512, batch_size: 16}\n"
-    )
-    space = load_space(write(tmp_path / "space.yaml", BASE + points))
+    space = two_points(tmp_path, "{model: resnet, lr: 3.0e-4, image_size: 512, batch_size: 16}")
     assert space.warm_start[1] == {
         "model": "resnet",
         "lr": 3e-4,
@@ -177,12 +178,7 @@ def test_explicit_points_are_typed_and_kept_in_order(tmp_path):
 
 
 def test_enqueued_points_come_out_first(tmp_path):
-    points = (
-        "warm_start:\n"
-        f"  - {POINT}\n"
-        "  - {model: resnet, lr: 3.0e-4, image_size: 512, batch_size: 12}\n"
-    )
-    space = load_space(write(tmp_path / "space.yaml", BASE + points))
+    space = two_points(tmp_path, "{model: resnet, lr: 3.0e-4, image_size: 512, batch_size: 12}")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for point in space.warm_start:
         study.enqueue_trial(point)
