@@ -13,16 +13,15 @@ key table does.
 from __future__ import annotations
 
 import difflib
-import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from trainables.errors import ConfigError
+from trainables.schema_walk import Where, join, locate, stripped, union_tags
 
 # What YAML gives is what a setting gets: no coercion (8.5 is no int, "1" no number, 1 no
 # bool; an int is a float), no unknown key, no infinity.
@@ -117,7 +116,7 @@ def unknown_key(where: str, path: str, allowed: Any, noun: str = "key") -> Confi
 
 def base_type(tp: Any) -> Any:
     """``tp`` without ``Annotated`` and ``Optional``: ``float`` for ``Positive | None``."""
-    return _stripped(tp)
+    return stripped(tp)
 
 
 def shown(value: Any) -> str:
@@ -140,21 +139,13 @@ _BOUNDS["less_than_equal"] = "<="
 _NUMERIC_TEXT = "YAML reads 1e-4 as text: write 1.0e-4"
 
 
-@dataclass
-class _Where:
-    """What the walk along an error's location found there."""
+def _said(at: Where, kind: str) -> str | None:
+    """The field's own rule in words for an error of ``kind``, if it declares one."""
+    return next((m.text for m in at.meta if isinstance(m, Rule) and _of(m, kind)), None)
 
-    path: str = ""
-    meta: list[Any] = field(default_factory=list)  # the field's and its type's metadata
-    tp: Any = Any  # the type at the location
-    allowed: tuple[str, ...] = ()  # the keys of the mapping that holds it
-    discriminator: Any = None
 
-    def rule(self, kind: str) -> str | None:
-        return next((m.text for m in self.meta if isinstance(m, Rule) and _of(m, kind)), None)
-
-    def why(self, kind: str) -> str:
-        return "".join(m.text for m in self.meta if isinstance(m, Why) and _of(m, kind))
+def _why(at: Where, kind: str) -> str:
+    return "".join(m.text for m in at.meta if isinstance(m, Why) and _of(m, kind))
 
 
 def _of(rule: Rule | Why, kind: str) -> bool:
@@ -162,7 +153,7 @@ def _of(rule: Rule | Why, kind: str) -> bool:
 
 
 def _line(e: dict[str, Any], root: Any, words: Words, prefix: str) -> str:
-    at = _locate(root, e["loc"])
+    at = locate(root, e["loc"])
     path, kind, ctx, value = prefix + at.path, e["type"], e.get("ctx") or {}, e["input"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         noun = "trainable key" if words == "trainable" else "key"
@@ -172,21 +163,21 @@ def _line(e: dict[str, Any], root: Any, words: Words, prefix: str) -> str:
     if e["loc"] and e["loc"][-1] == "[key]":  # pydantic's place for a mapping's key itself
         return f"key '{path}' must be text, got {shown(value)}"
     if kind == "rule":  # "{at}" in a validator's rule: where the validated value is
-        path, rule = _join(path, ctx.get("key", "")), ctx["rule"].replace("{at}", path)
+        path, rule = join(path, ctx.get("key", "")), ctx["rule"].replace("{at}", path)
     elif kind in ("union_tag_invalid", "union_tag_not_found") and isinstance(at.discriminator, str):
-        path = _join(path, at.discriminator)
+        path = join(path, at.discriminator)
         if kind == "union_tag_not_found":
             return f"missing required key '{path}'"
-        tags = ", ".join(_tags(at.tp, at.discriminator))
+        tags = ", ".join(union_tags(at.tp, at.discriminator))
         rule = f"must be one of {tags}, got {ctx['tag']!r}"
-    elif at.rule(kind):
-        rule = f"{at.rule(kind)}, got {shown(value)}"
+    elif _said(at, kind):
+        rule = f"{_said(at, kind)}, got {shown(value)}"
     else:
         rule = _rule(kind, ctx, value, at, words, e["msg"])
     return f"{path} {rule}" if path else rule
 
 
-def _rule(kind: str, ctx: dict, value: Any, at: _Where, words: Words, msg: str) -> str:
+def _rule(kind: str, ctx: dict, value: Any, at: Where, words: Words, msg: str) -> str:
     name = getattr(at.tp, "__name__", str(at.tp))
     if words == "trainable" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value) if at.tp is float else value
@@ -204,7 +195,7 @@ def _rule(kind: str, ctx: dict, value: Any, at: _Where, words: Words, msg: str) 
         return f"{_FILE_TYPES[kind]}, got {shown(value)}"
     if kind in _BOUNDS:
         bound = next(v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le"))
-        return f"must be {_BOUNDS[kind]} {bound:g}{at.why(kind)}, got {shown(value)}"
+        return f"must be {_BOUNDS[kind]} {bound:g}{_why(at, kind)}, got {shown(value)}"
     if kind == "literal_error":
         choices = ", ".join(map(str, get_args(at.tp)))
         return f"must be one of {choices}, got {shown(value)}"
@@ -221,101 +212,9 @@ def _unknown(path: str, key: str, allowed: Any, noun: str) -> str:
     return f"unknown {noun} '{path if noun == 'key' else key}'{tip}"
 
 
-def _join(path: str, key: str) -> str:
-    if not key:
-        return path
-    if not path or key.startswith("["):
-        return f"{path}{key}"
-    return f"{path}.{key}"
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
-
-
-# --- the walk along an error's location through the declared types ------------------------
-
-
-def _locate(root: Any, loc: tuple) -> _Where:
-    at = _Where(tp=root)
-    for part in loc:
-        _unwrap(at)
-        if _is_union(at.tp):  # a tagged union: this part is the tag, not a key
-            at.tp = _member(at.tp, part, at.discriminator)
-            continue
-        fields = _fields(at.tp)
-        if fields is not None:
-            at.allowed, at.path = tuple(fields), _join(at.path, str(part))
-            if part not in fields:
-                return _Where(at.path, allowed=at.allowed)
-            info = fields[part]
-            at.tp, at.meta = info.annotation, list(info.metadata)
-            at.discriminator = info.discriminator
-        elif part == "[key]":
-            break
-        elif get_origin(at.tp) is dict:
-            at.path, at.tp = _join(at.path, str(part)), get_args(at.tp)[1]
-            at.meta, at.discriminator, at.allowed = [], None, ()
-        elif get_origin(at.tp) in (list, tuple):
-            at.path, at.tp = f"{at.path}[{part}]", get_args(at.tp)[0]
-            at.meta, at.discriminator = [], None
-        else:
-            at.path, at.tp, at.meta = _join(at.path, str(part)), Any, []
-    _unwrap(at)
-    return at
-
-
-def _unwrap(at: _Where) -> None:
-    """Strip ``Annotated`` (keeping its metadata) and ``Optional`` off the type at ``at``."""
-    while True:
-        if get_origin(at.tp) is Annotated:
-            at.tp, *extra = get_args(at.tp)
-            at.meta.extend(extra)
-            for m in extra:
-                found = m.discriminator if isinstance(m, (FieldInfo, Discriminator)) else None
-                at.discriminator = found or at.discriminator
-        elif _is_union(at.tp) and type(None) in get_args(at.tp):
-            rest = [a for a in get_args(at.tp) if a is not type(None)]
-            at.tp = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007
-        else:
-            return
-
-
-def _is_union(tp: Any) -> bool:
-    return get_origin(tp) in (Union, types.UnionType)
-
-
-def _fields(tp: Any) -> dict[str, FieldInfo] | None:
-    """The fields of a pydantic model or dataclass, else None."""
-    return getattr(tp, "model_fields", None) or getattr(tp, "__pydantic_fields__", None)
-
-
-def _member(union: Any, tag: Any, discriminator: Any) -> Any:
-    """The member of a tagged union that ``tag`` selects."""
-    for member in get_args(union):
-        probe = _Where(tp=member)
-        _unwrap(probe)
-        if any(isinstance(m, Tag) and m.tag == tag for m in probe.meta):
-            return member
-        if isinstance(discriminator, str) and tag in _literal(probe.tp, discriminator):
-            return member
-    return Any
-
-
-def _literal(tp: Any, name: str) -> tuple[Any, ...]:
-    fields = _fields(tp) or {}
-    return get_args(fields[name].annotation) if name in fields else ()
-
-
-def _tags(union: Any, discriminator: str) -> list[str]:
-    return [str(t) for m in get_args(union) for t in _literal(_stripped(m), discriminator)]
-
-
-def _stripped(tp: Any) -> Any:
-    probe = _Where(tp=tp)
-    _unwrap(probe)
-    return probe.tp
