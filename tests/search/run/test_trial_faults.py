@@ -9,6 +9,7 @@ faults are in ``test_driver_faults.py``; trials that raise or whose loss goes Na
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search.records.trials import FAIL_REASON
+from search.records.trials import FAIL_REASON, MLFLOW_RUN_ID, RAY_TRIAL_ID
 from tests.helpers import (
     mlflow_url,
     tiny_study,
@@ -97,15 +98,33 @@ def test_cache_folder_deleted_between_trials_is_rebuilt(project, ray_cluster, mo
 def test_storage_locked_by_another_writer_is_waited_for(project, ray_cluster):
     study_file = tiny_study(project, "locked", num_samples=2, max_epochs=3, grace=3, concurrent=1)
     db = project / "studies" / "optuna.db"
+    held: dict[str, float] = {}
 
     def hold_lock() -> None:
         wait_for(lambda: reported(db, 0) >= 1, "trial 0's first epoch")
         with sqlite3.connect(db, timeout=30, isolation_level=None) as con:
             con.execute("BEGIN EXCLUSIVE")  # another writer: nobody reads or writes meanwhile
-            time.sleep(8)  # longer than sqlite's default 5 s busy timeout
+            held["from"] = time.time()
+            time.sleep(12)  # past sqlite's default 5 s busy timeout, and a tiny epoch or more
+            held["to"] = time.time()
             con.execute("COMMIT")
 
     start_while(hold_lock, study_file)
     study = assert_consistent(project, "locked", 2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)
+    # The lock held a write back: an epoch a worker reported at least a second before it was
+    # released (Ray's own timestamp, in whole seconds) reached the stores only after that.
+    client = MlflowClient(mlflow_url(project))
+    waited = []
+    for trial in study.trials:
+        (folder,) = (project / "studies" / "locked").glob(f"*/*{trial.user_attrs[RAY_TRIAL_ID]}*")
+        reports = map(json.loads, (folder / "result.json").read_text().splitlines())
+        at = {r["training_iteration"]: r["timestamp"] for r in reports}
+        history = client.get_metric_history(trial.user_attrs[MLFLOW_RUN_ID], "mre_mm")
+        waited += [
+            (trial.number, m.step)
+            for m in history
+            if at[m.step] + 1 <= held["to"] - 1 and m.timestamp / 1000 >= held["to"]
+        ]
+    assert waited, held
