@@ -37,10 +37,12 @@ def early_stopping_line(spec, study, pruned: int) -> str:
     from search.run.early_stopping import RECORD_KEY
 
     rungs = spec.asha.rungs(spec.max_epochs)
-    text = (
-        f"Early stopping: rungs at {', '.join(map(str, rungs))} epochs after warmup, "
-        f"{pruned} trials stopped"
+    where = (
+        f"rungs at {', '.join(map(str, rungs))} epochs after warmup"
+        if rungs
+        else f"no rung before the last epoch (max_epochs {spec.max_epochs})"
     )
+    text = f"Early stopping: {where}, {pruned} trials stopped"
     state = study.user_attrs.get(RECORD_KEY) or {}
     for rung, seen in sorted(state.get("probes", {}).items(), key=lambda kv: int(kv[0])):
         verdict = (

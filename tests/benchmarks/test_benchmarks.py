@@ -1,6 +1,8 @@
-"""Every benchmark runs in its smallest mode and ends with a parseable RATIO (or SKIP) line.
+"""Every benchmark runs in its smallest mode and ends with its RATIO line (or SKIP): the figures
+it promises, each in its range.
 
-Only that the scripts keep working is checked here: timings are never asserted.
+That the scripts keep working and measure what they name is checked here; the values of
+timings are never asserted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ BENCHMARKS = [
     "frontier",
 ]
 FIGURE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
+SEARCH = {"epochs_to_match_frac", "best_mre_ratio", "vs_ray_optunasearch", "vs_optuna_native"}
+SEARCH |= {"seeds", "wilcoxon_p", "seeds_met_frac"}
+# Each benchmark's figures; ratios and times are > 0, these few have ranges of their own.
+FIGURES = {
+    "orchestration": {"overhead_s_per_trial", "startup_s", "a_over_b"},
+    "data_pipeline": {"cache_speedup", "loader_speedup", "data_wait_frac", "workers_speedup"},
+    "trainable_efficiency": {"trainable_vs_minimal"},
+    "search_efficiency": SEARCH,
+    "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
+    "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
+    "frontier": {
+        "stride2_vs_stride4",
+        "tta_vs_plain",
+        "ensemble_vs_best_single",
+        "progressive_time_to_match",
+    },
+}
+FRACTIONS = {"data_wait_frac", "seeds_met_frac", "wilcoxon_p", "wilcoxon_p_vs_ray"}
+FRACTIONS |= {"wilcoxon_p_vs_optuna"}
+SMOKE_SEEDS = {"search_efficiency": 1, "search_tabular": 2}  # --smoke's seeds: 0, and 0,1
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -49,9 +71,18 @@ def test_benchmark_smoke_mode_prints_a_parseable_last_line(name, tmp_path):
         assert name == "gpu" and rest, last  # only the GPU benchmark may skip, with a reason
         return
     assert kind == "RATIO", last
-    figures = [FIGURE.match(part) for part in rest.split()]
-    assert figures and all(figures), last
-    assert all(math.isfinite(float(m.group(2))) for m in figures), last
+    matches = [FIGURE.match(part) for part in rest.split()]
+    assert matches and all(matches), last
+    figures = {m.group(1): float(m.group(2)) for m in matches}
+    assert set(figures) == FIGURES[name], last
+    assert all(math.isfinite(v) for v in figures.values()), last
+    for key, value in figures.items():
+        if key in FRACTIONS:
+            assert 0 <= value <= 1, (key, last)
+        elif key == "seeds":
+            assert value == SMOKE_SEEDS[name], last
+        else:  # a ratio or a time: an epochs_to_match_frac of 0 would say A matched for free
+            assert value > 0, (key, last)
 
 
 def test_gpu_check_says_why_it_does_nothing_without_cuda(tmp_path):

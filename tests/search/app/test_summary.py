@@ -24,6 +24,7 @@ def test_a_finished_study_whose_trials_were_all_pruned_is_not_an_error(project, 
     assert summary(outcome) == 0
     out = capsys.readouterr().out
     assert "pruned 1" in out and "No trial ran all 3 epochs" in out
+    assert "Early stopping: rungs at 2 epochs after warmup, 1 trials stopped." in out
 
 
 def test_with_a_tracking_server_the_summary_points_at_its_page(project, capsys, monkeypatch):
@@ -37,3 +38,5 @@ def test_with_a_tracking_server_the_summary_points_at_its_page(project, capsys, 
     out = capsys.readouterr().out
     assert "MLflow UI:        http://user:***@mlflow-host:5000 (the MLflow tracking server)" in out
     assert "mlflow ui" not in out and "s3cret" not in out
+    # a first rung at the last epoch: ASHA can stop nothing, and the summary says why
+    assert "Early stopping: no rung before the last epoch (max_epochs 1), 0 trials stopped." in out
