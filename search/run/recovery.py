@@ -6,9 +6,12 @@ registers a new one, but writes the experiment state that names the latest only 
 its next step, and copies it to the experiment folder after that. A driver killed in between
 (its host lost, SIGKILL) leaves a state naming a deleted checkpoint, and on ``resume`` Ray fails
 that trial with "Could not recover from checkpoint as it does not exist on storage anymore"
-(seen in ``tests/search/run/test_hosts.py``, where the driver's host dies mid-study). Before
-a pending trial starts, ``NewestCheckpoint`` re-points such a trial at the checkpoints that are
-on storage, newest last. It reaches into Ray's per-trial checkpoint bookkeeping, which has no
+(seen in ``tests/search/run/test_hosts.py``, where the driver's host dies mid-study). The
+reverse happens on Ctrl-C: Ray's last snapshot can hold a trial's last result but not yet the
+checkpoint saved with it, and the trial would start over. Before a pending trial starts,
+``NewestCheckpoint`` re-points such a trial at the checkpoints that are on storage, newest
+last (for a trial Ray knows no checkpoint of, only those of epochs it has seen reported, so no
+epoch goes unrecorded). It reaches into Ray's per-trial checkpoint bookkeeping, which has no
 public setter (Ray 2.60).
 """
 
@@ -26,24 +29,35 @@ from ray.tune.experiment import Trial
 from trainables.trial import EPOCH_NAME
 
 CHECKPOINT_PREFIX = "checkpoint_"
+ITERATION = "training_iteration"  # Ray's count of reports: the epoch, for our trainable
 
 
 class NewestCheckpoint(Callback):
     """Re-point pending trials whose latest checkpoint is gone (see the module docstring)."""
 
+    def __init__(self) -> None:
+        self.looked: set[str] = set()  # trials without a known checkpoint, looked at once
+
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         for trial in trials:
-            if trial.status == Trial.PENDING and trial.checkpoint is not None:
+            if trial.status != Trial.PENDING:
+                continue
+            if trial.checkpoint is not None:
+                repoint(trial)
+            elif trial.trial_id not in self.looked and trial.last_result.get(ITERATION):
+                self.looked.add(trial.trial_id)
                 repoint(trial)
 
 
 def repoint(trial: Trial) -> bool:
-    """Register the checkpoints on storage (oldest first) when the latest Ray knows is gone;
-    whether it did. A folder without the epoch file (not written by our trainable) is skipped."""
+    """Register the checkpoints on storage (oldest first) when the latest Ray knows is gone, or
+    when it knows none of a trial that has reported (then only epochs up to its last reported
+    one); whether it did. A folder without the epoch file (not our trainable's) is skipped."""
     latest = trial.checkpoint
-    fs = latest.filesystem
-    if fs.get_file_info(latest.path).type != pyarrow.fs.FileType.NotFound:
+    fs = trial.storage.storage_filesystem if latest is None else latest.filesystem
+    if latest is not None and fs.get_file_info(latest.path).type != pyarrow.fs.FileType.NotFound:
         return False
+    upto = trial.last_result.get(ITERATION, 0) if latest is None else float("inf")
     folder = trial.storage.trial_fs_path
     found = []
     for info in fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True)):
@@ -55,7 +69,8 @@ def repoint(trial: Trial) -> bool:
                     epoch = int(json.loads(stream.read())["epoch"])
             except (OSError, ValueError, KeyError):
                 continue
-            found.append((epoch, info.path))
+            if epoch <= upto:
+                found.append((epoch, info.path))
     if not found:
         return False
     manager = trial.run_metadata.checkpoint_manager
@@ -63,6 +78,6 @@ def repoint(trial: Trial) -> bool:
     for epoch, path in sorted(found):
         checkpoint = Checkpoint(path, filesystem=fs)
         manager.register_checkpoint(
-            _TrainingResult(checkpoint=checkpoint, metrics={"training_iteration": epoch})
+            _TrainingResult(checkpoint=checkpoint, metrics={ITERATION: epoch})
         )
     return True

@@ -125,15 +125,14 @@ def worker_pid(db: Path, number: int) -> int:
     return int(json.loads(row[0])) if row else 0
 
 
-def trial_workers() -> list[int]:
-    """Pids of the Ray actor processes running a trial now (titled ``ray::ImplicitFunc.train``;
-    an idle actor Ray keeps for reuse is titled without ``.train``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            title = (entry / "cmdline").read_bytes()
-        except OSError:  # not a process, or it has just ended
-            continue
-        if title.startswith(b"ray::ImplicitFunc.train"):
-            found.append(int(entry.name))
-    return found
+def restarts(project: Path, name: str, number: int) -> list[int]:
+    """The epochs at which trial ``number``'s training (re)started, from its MLflow history of
+    Ray's ``iterations_since_restore``: ``[1]`` for a trial that ran once, ``[1, k]`` for one
+    that went on at epoch ``k`` from its checkpoint of epoch ``k - 1``."""
+    from mlflow.tracking import MlflowClient
+
+    runs = trial_runs(project, name)
+    (run,) = [r for r in runs if r.data.tags["cephtune.optuna_trial"] == str(number)]
+    client = MlflowClient(mlflow_url(project))
+    history = client.get_metric_history(run.info.run_id, "iterations_since_restore")
+    return sorted(m.step for m in history if m.value == 1)

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from search.records.trials import FAIL_REASON, MLFLOW_RUN_ID, RAY_TRIAL_ID
 from tests.helpers import (
+    TINY_SPACE,
     mlflow_url,
     tiny_study,
     trial_runs,
@@ -30,8 +31,8 @@ from tests.search.run.faults import (
     assert_consistent,
     query,
     reported,
+    restarts,
     start_while,
-    trial_workers,
     wait_for,
     worker_pid,
 )
@@ -40,39 +41,37 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, ray_cluster):
-    study_file = tiny_study(project, "workers", num_samples=2, max_epochs=3, grace=3, concurrent=1)
+    space = TINY_SPACE + "  checkpoint_every: 1\n"
+    study_file = tiny_study(project, "workers", 2, max_epochs=4, grace=4, concurrent=1, space=space)
     study_file.write_text(study_file.read_text() + "max_failures: 1\n")
     db = project / "studies" / "optuna.db"
     killed: list[int] = []
 
-    def kill(pid: int) -> None:
-        killed.append(pid)
-        os.kill(pid, signal.SIGKILL)  # as the OS's out-of-memory killer would
-
-    def retry_worker() -> set[int]:
-        # A trial worker that is neither killed nor trial 0's (which may still be shutting down).
-        return set(trial_workers()) - {*killed, worker_pid(db, 0)}
+    def kill_after_a_report(number: int) -> None:
+        # The worker a trial reported from is the pid its record keeps; a retry's is new.
+        wait_for(lambda: worker_pid(db, number) not in (0, *killed), f"trial {number}'s report")
+        killed.append(worker_pid(db, number))
+        os.kill(killed[-1], signal.SIGKILL)  # as the OS's out-of-memory killer would
 
     def sabotage() -> None:
-        # The worker a trial reported from is the pid its record keeps.
-        wait_for(lambda: worker_pid(db, 0) not in (0, *killed), "trial 0's first epoch")
-        kill(worker_pid(db, 0))  # retried: recovers
-        wait_for(lambda: worker_pid(db, 1) not in (0, *killed), "trial 1's first epoch")
-        kill(worker_pid(db, 1))
-        wait_for(retry_worker, "trial 1's retry")
-        kill(min(retry_worker()))  # its one retry is spent: FAIL
+        kill_after_a_report(0)  # retried: goes on from its checkpoint
+        kill_after_a_report(1)
+        kill_after_a_report(1)  # its retry, once it has reported: the one retry is spent, FAIL
 
     start_while(sabotage, study_file)
     study = assert_consistent(project, "workers", 2)
     first, second = study.trials
     assert first.state == TrialState.COMPLETE
-    assert sorted(first.intermediate_values) == [1, 2, 3]
+    assert sorted(first.intermediate_values) == [1, 2, 3, 4]
     assert second.state == TrialState.FAIL
     assert second.user_attrs[FAIL_REASON].startswith("worker_died")
     client = MlflowClient(mlflow_url(project))
     run = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "workers")}["0"]
     history = [m.step for m in client.get_metric_history(run.info.run_id, "mre_mm")]
-    assert history == [1, 2, 3]  # the retry's repeated epochs are not logged twice
+    assert history == [1, 2, 3, 4]  # no epoch logged twice
+    # The retry went on from the checkpoint of an epoch trial 0 had reported, not from scratch.
+    again = restarts(project, "workers", 0)
+    assert len(again) == 2 and again[1] >= 2, again
 
 
 def test_cache_folder_deleted_between_trials_is_rebuilt(project, ray_cluster, monkeypatch):
