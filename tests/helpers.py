@@ -140,11 +140,11 @@ def trial_runs(project: Path, name: str, tracking_uri: str | None = None) -> lis
     return [r for r in runs if "cephtune.role" not in r.data.tags]  # study, promote: roles
 
 
-def check_records(study, runs: list, num_samples: int, tracking_uri: str | None = None) -> None:
+def check_records(study, runs: list, num_samples: int, tracking_uri: str) -> None:
     """What any stop of a study must leave: ``num_samples`` trials that finished on their own,
-    nothing RUNNING, one closed MLflow run per trial (none twice) whose state tag matches
-    Optuna's state; with ``tracking_uri``, no epoch logged twice in a run's objective history
-    (a trial that re-runs epochs after a retry or a resume)."""
+    nothing RUNNING, exactly one closed MLflow run per such trial (none missing, none twice)
+    whose state tag matches Optuna's state, and no epoch logged twice in a run's objective
+    history on ``tracking_uri`` (a trial that re-runs epochs after a retry or a resume)."""
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
@@ -160,11 +160,12 @@ def check_records(study, runs: list, num_samples: int, tracking_uri: str | None 
     assert len(done) == num_samples
     numbers = [int(r.data.tags["cephtune.optuna_trial"]) for r in runs]
     assert len(numbers) == len(set(numbers))  # no trial logged twice
+    missing = {t.number for t in done} - set(numbers)
+    assert not missing, f"trials without an MLflow run: {sorted(missing)}"
     assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs)
     for run in runs:
         trial = study.trials[int(run.data.tags["cephtune.optuna_trial"])]
         assert run.data.tags["cephtune.state"] == tags[trial.state]
-        if tracking_uri is not None:
-            history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "mre_mm")
-            steps = [m.step for m in history]
-            assert len(steps) == len(set(steps)), (trial.number, sorted(steps))
+        history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "mre_mm")
+        steps = [m.step for m in history]
+        assert len(steps) == len(set(steps)), (trial.number, sorted(steps))

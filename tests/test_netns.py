@@ -171,7 +171,7 @@ def test_a_study_spreads_over_both_hosts_from_a_shared_project_folder(
         ran_on |= {json.loads(line)["node_ip"] for line in reports}
     assert ran_on == {h1.ip, h2.ip}  # one CPU per node, two trials at once: both hosts work
     study = optuna.load_study(study_name="spread", storage=url)
-    check_records(study, trial_runs(project, "spread", mlflow), 4)
+    check_records(study, trial_runs(project, "spread", mlflow), 4, mlflow)
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
     # each host made the synthetic dataset in its own cache, at the path the driver chose
     for host in hosts:

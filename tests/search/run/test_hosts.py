@@ -152,7 +152,7 @@ def test_the_worker_host_and_then_the_driver_host_die_and_the_study_finishes_els
 
     study = optuna.load_study(study_name=name, storage=url)
     runs = trial_runs(None, name, mlflow_server)
-    check_records(study, runs, 4)
+    check_records(study, runs, 4, mlflow_server)
     ended = [t for t in study.trials if t.state != TrialState.FAIL]
     assert {t.state for t in ended} == {TrialState.COMPLETE}
     assert {t.user_attrs[NODE_IP] for t in ended} == {h1.ip, h2.ip}
@@ -224,7 +224,7 @@ def test_postgres_restarts_then_goes_away_and_the_worker_host_dies_without_retri
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     study = optuna.load_study(study_name=name, storage=url)
-    check_records(study, trial_runs(None, name, mlflow_server), 4)
+    check_records(study, trial_runs(None, name, mlflow_server), 4, mlflow_server)
     failed = study.trials[on_h2.number]
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs[FAIL_REASON].startswith("worker_died: ")
