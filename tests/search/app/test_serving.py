@@ -70,6 +70,42 @@ def test_the_registered_model_loads_as_a_pyfunc(served):
     check(model.predict(pd.DataFrame(records(served["images"]))), served["want"])
 
 
+# Python without site processing, given the environment's packages as a plain folder: the
+# editable install of cephtune (a .pth finder) is not seen, so nothing of this repository is
+# importable but what the registered model carries (its code_paths).
+ELSEWHERE = """
+import json, sys
+sys.path.append(sys.argv[1])
+try:
+    import trainables
+except ImportError:
+    pass
+else:
+    sys.exit(f"cephtune is importable here: {trainables.__file__}")
+import mlflow.pyfunc
+import pandas as pd
+with open(sys.argv[2]) as f:
+    requests = pd.DataFrame(json.load(f))
+print(json.dumps(mlflow.pyfunc.load_model("models:/served@champion").predict(requests)))
+"""
+
+
+def test_the_registered_model_loads_where_cephtune_is_not_installed(served):
+    import sysconfig
+
+    elsewhere = served["project"] / "elsewhere"  # outside the repository
+    elsewhere.mkdir()
+    requests = elsewhere / "requests.json"
+    requests.write_text(json.dumps(records(served["images"])))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = mlflow_url(served["project"])
+    site = sysconfig.get_paths()["purelib"]
+    command = [sys.executable, "-I", "-S", "-c", ELSEWHERE, site, str(requests)]
+    done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check(json.loads(done.stdout.splitlines()[-1]), served["want"])
+
+
 def test_mlflow_models_serve_answers_a_landmark_request(served):
     port = free_port()
     env = {
