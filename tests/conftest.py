@@ -113,3 +113,19 @@ def pristine_datasets(tmp_path_factory) -> dict[str, Path]:
     from tests.bad_input import build_pristine
 
     return build_pristine(tmp_path_factory)
+
+
+# The suite's tiers (pyproject.toml's markers): `pytest -m "not cluster and not readme"` is the
+# quick loop. A test that starts a Ray or a server is in one, so that such a selection holds.
+TIERS = ("study", "cluster", "readme", "bench")
+TIER_OF_FIXTURE = {"ray_cluster": "study", "postgres": "cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tiers = [t for t in TIERS if item.get_closest_marker(t)]
+        for fixture, tier in TIER_OF_FIXTURE.items():
+            if fixture in item.fixturenames and not tiers:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the {fixture} fixture: mark it {tier} (or another tier)"
+                )

@@ -21,7 +21,7 @@ from tests.cluster import search_py, start_mlflow, start_postgres
 from tests.helpers import REPO, check_records, tiny_study, trial_runs
 from tests.netns import PREFIX, Hosts, Unavailable, sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster
 
 
 def test_each_host_has_its_own_tmp_home_and_cache_and_shares_one_folder(hosts, tmp_path):

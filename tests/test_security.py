@@ -53,7 +53,7 @@ def test_a_storage_password_is_masked_in_the_stored_spec(tmp_path):
     assert SECRET not in str(spec)
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_a_storage_password_never_reaches_the_error_line(project, ray_cluster, capsys):
     study_file = with_storage(project, URL)
     assert main(["start", str(study_file)]) == 2

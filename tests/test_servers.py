@@ -28,7 +28,7 @@ from search.records.trials import STATE_TAGS
 from tests.helpers import REPO, free_port, isolate, mlflow_url, optuna_url, tiny_study
 from tests.servers import CHROMIUM, CHROMIUM_ARGS, READY_S, Server, browser
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster
 
 STUDY = "servers"
 PAGE_TIMEOUT_MS = 60_000

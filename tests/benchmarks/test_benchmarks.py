@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.bench
 BENCHMARKS = [
     "orchestration",
     "data_pipeline",

@@ -99,7 +99,7 @@ print(json.dumps({"visible": seen, "codes": codes}))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_on_a_gpu_node_trials_follow_their_resources(project, cache_dir):
     """A Ray node that declares a GPU this machine does not have: a task given no GPU must not
     see it, and a trial given a quarter of it fails with the reason instead of training on CPU

@@ -223,7 +223,7 @@ def test_draw_overlay_size_mode_and_positions(tmp_path):
         draw_overlay(tmp_path / "bad.png", pred, ["S", "N"], tmp_path / "y.png")
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_exported_pt2_model_predicts_the_same(registry, tmp_path):
     """MLflow's default format outside Databricks (``pt2``): a graph without ``.stride``."""
     model, example = registry["model"], torch.rand(2, 1, SIZE, SIZE)

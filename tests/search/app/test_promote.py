@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from tests.helpers import mlflow_url, optuna_url, tiny_study
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 
 
 def test_promote_registers_a_champion_that_predicts_and_scores(project, ray_cluster, capsys):

@@ -29,7 +29,7 @@ from trainables.data.synth import SynthSpec, write_dataset
 from trainables.eval.inference import predict_images
 from trainables.models import create_model
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 SERVE_TIMEOUT_S = 180
 
 

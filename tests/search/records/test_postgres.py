@@ -17,6 +17,8 @@ import pytest
 from search.records.storage import open_storage
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.mark.parametrize("driver", ["postgresql", "postgresql+psycopg", "postgresql+psycopg2"])
 def test_each_documented_url_opens_and_keeps_a_study(postgres, driver):

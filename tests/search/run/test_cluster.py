@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import REPO, free_port, optuna_url, tiny_study
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture

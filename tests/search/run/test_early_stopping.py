@@ -11,7 +11,7 @@ from ray import tune
 from search.run.early_stopping import PROBE_EVERY, RECORD_KEY, StudyNote, scheduler
 from search.studyfiles.asha import Asha
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 MAX_T = 8
 TRIALS = 24
 

@@ -20,7 +20,7 @@ from tests.cluster import RAY_PORT, search_py, start_mlflow, start_ray
 from tests.helpers import TINY_SPACE, check_records, trial_runs, write
 from trainables.data.synth import SynthSpec, write_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster
 
 STUDY = """\
 name: {name}

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from tests.helpers import mlflow_url, optuna_url, tiny_study
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 
 
 def runs_of(client, experiment_id):

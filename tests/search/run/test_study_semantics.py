@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from search.cli import main
 from tests.helpers import TINY_SPACE, mlflow_url, optuna_study, tiny_study, trial_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 # A wider lr range than the default tiny space, so that ASHA has poor trials to stop.
 SPACE = TINY_SPACE.replace("low: 1.0e-3", "low: 1.0e-4")
 

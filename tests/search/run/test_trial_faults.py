@@ -37,7 +37,7 @@ from tests.search.run.faults import (
     worker_pid,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 
 
 def test_a_killed_worker_fails_its_trial_unless_a_retry_is_configured(project, ray_cluster):
