@@ -32,30 +32,7 @@ from tests.search.run.faults import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
-
-
-def test_driver_killed_mid_study_resumes_to_exact_counts(project, ray_cluster, cache_dir):
-    study_file = tiny_study(project, "crash", num_samples=4, max_epochs=3, grace=1, seed=1)
-    # Ray's experiment where the study file says (relative: to the study file's folder)
-    study_file.write_text(study_file.read_text() + "experiment_path: ray-experiments\n")
-    run = driver(project, cache_dir, "start", str(study_file))
-    db = project / "studies" / "optuna.db"
-    try:
-        wait_for(lambda: finished_count(db) >= 1 or run.poll() is not None, "a finished trial")
-        assert run.poll() is None, "the study ended before it could be interrupted"
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        run.wait()
-
-    assert main(["resume", "crash"]) == 0
-    study = assert_consistent(project, "crash", 4)
-    done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
-    assert study.user_attrs["spec"]["experiment_path"] == str(project / "ray-experiments")
-    experiments = project / "ray-experiments" / "crash"
-    assert (experiments / "ray").is_dir() and any(experiments.glob("ray*/trial_*"))
-    assert not (project / "studies" / "crash" / "ray").exists()
+pytestmark = pytest.mark.study
 
 
 def test_a_trial_resumes_from_the_newest_checkpoint_on_storage_whatever_ray_saved(
@@ -114,12 +91,15 @@ def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed
     project, ray_cluster, cache_dir, tmp_path_factory, capsys
 ):
     """Started as the README does (``start studies/NAME.yaml``, a space at ``../spaces/``),
-    killed, then resumed by name from the project folder and from another folder."""
+    its Ray experiment where the study file says, killed (SIGKILL: the driver and every Ray
+    process it started), then resumed by name from the project folder and from another folder,
+    to exact counts. The README's own kill and resume run in tests/test_readme.py."""
     tiny_study(project / "studies", "relative", num_samples=3, max_epochs=3, grace=1, seed=2)
     spec = project / "studies" / "relative.yaml"
     (project / "spaces").mkdir()
     (project / "studies" / "space.yaml").rename(project / "spaces" / "tiny.yaml")
-    spec.write_text(spec.read_text().replace("space: space.yaml", "space: ../spaces/tiny.yaml"))
+    text = spec.read_text().replace("space: space.yaml", "space: ../spaces/tiny.yaml")
+    spec.write_text(text + "experiment_path: ray-experiments\n")  # relative to the study file
     run = driver(project, cache_dir, "start", "studies/relative.yaml")
     db = project / "studies" / "optuna.db"
     try:
@@ -148,6 +128,13 @@ def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed
     if replaced:
         assert f"{len(replaced)} more (#{', #'.join(map(str, replaced))})" in out
     assert study.metric_names == ["mre_mm"]  # optuna-dashboard names the objective
+    done = [t for t in study.trials if t.user_attrs.get(FAIL_REASON) != INTERRUPTED]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done)
+    experiments = project / "studies" / "ray-experiments"
+    assert study.user_attrs["spec"]["experiment_path"] == str(experiments)
+    assert (experiments / "relative" / "ray").is_dir()
+    assert any((experiments / "relative").glob("ray*/trial_*"))
+    assert not (project / "studies" / "relative" / "ray").exists()
 
 
 def test_ctrl_c_stops_cleanly_with_a_resume_hint(project, ray_cluster, cache_dir, capsys):
