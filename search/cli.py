@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("name")
-        p.add_argument("--json", action="store_true")
+        shown = p.add_mutually_exclusive_group()
+        shown.add_argument("--json", action="store_true")
+        if name == "best":
+            shown.add_argument(
+                "--yaml", action="store_true", help="its training config, for search.py train"
+            )
         p.add_argument("--storage", default=DEFAULT_STORAGE)
         p.set_defaults(func=func)
 

@@ -39,7 +39,17 @@ def _study(args: argparse.Namespace):
 def best(args: argparse.Namespace) -> None:
     from search.records import ranking
 
-    found = ranking.best(_study(args))
+    study = _study(args)
+    found = ranking.best(study)
+    if args.yaml:
+        import yaml
+
+        from search.records.trials import training_config
+
+        values = training_config(study, study.trials[found["trial"]])
+        print(f"# study {found['study']}, trial #{found['trial']}: value {found['value']:.4f}")
+        print(yaml.safe_dump(values, sort_keys=True), end="")
+        return
     if args.json:
         print(json.dumps(found, sort_keys=True))
         return

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from optuna.study import StudyDirection
 
 from search.app import candidates as candidates_mod
 from search.app import registry
@@ -86,18 +85,12 @@ def promote(
     best_first = ranking.ranked(study)
     if not best_first:  # a pruned trial never ran its full schedule
         raise ConfigError(f"study {study.study_name!r} has no completed trial to promote")
-    # best.pt keeps the epoch that is best by what the study optimised.
-    keep = {
-        "best_metric": study.user_attrs.get(trials.METRIC, "mre_mm"),
-        "best_mode": "max" if study.direction == StudyDirection.MAXIMIZE else "min",
-    }
     configs = []
     for trial in best_first[: max(1, candidates, ensemble or 1)]:
-        values = trials.trial_config(study, trial)
+        values = trials.training_config(study, trial)
         cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
         values["epochs"] = epochs or guides_epochs(cfg)
         values["checkpoint_every"] = 1
-        values.update(keep)
         if seed is not None:
             values["seed"] = seed
         configs.append((trial, values))

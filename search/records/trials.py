@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 # Attributes of a trial.
@@ -65,6 +66,16 @@ def finished(study: optuna.Study) -> list[FrozenTrial]:
 def trial_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """The trial's full trainable config: the study's constants plus the sampled params."""
     return {**study.user_attrs.get(CONSTANTS, {}), **trial.params}
+
+
+def training_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's config for a run of its own (``search.py train``, ``promote``): its
+    ``best.pt`` keeps the epoch that is best by what the study optimised."""
+    return {
+        **trial_config(study, trial),
+        "best_metric": study.user_attrs.get(METRIC, "mre_mm"),
+        "best_mode": "max" if study.direction == StudyDirection.MAXIMIZE else "min",
+    }
 
 
 def taken(study: optuna.Study) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
@@ -67,6 +69,17 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
     assert best["mre_mm"] == pytest.approx(study.best_value)
     assert best["config"]["lr"] == study.best_trial.params["lr"]
     assert best["config"]["backbone"] == "hrnet_w18_small"
+
+    # The best trial as a training config that `train` takes as it is: it trains the trial again.
+    assert main(["best", "e2e", "--yaml"]) == 0
+    (project / "best.yaml").write_text(capsys.readouterr().out)
+    values = yaml.safe_load((project / "best.yaml").read_text())
+    assert values == {**best["config"], "best_metric": "mre_mm", "best_mode": "min"}
+    assert main(["train", "best.yaml"]) == 0
+    trained = re.search(r"best valid MRE (\d+\.\d+) mm", capsys.readouterr().out)
+    # Same seed and data: the same valid MRE (seen equal to 3 decimals; the margin is for the
+    # thread count, which differs between a Ray worker and this process).
+    assert float(trained[1]) == pytest.approx(best["mre_mm"], rel=1e-3)
 
     assert main(["status", "e2e", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
