@@ -217,6 +217,7 @@ def run_as_process(case: Case, tmp: Path, template: dict, pristine: dict) -> Non
     project, args = setup_case(case, tmp, template, pristine)
     before = files(project)
     env = {"PATH": os.environ["PATH"], "CEPHTUNE_CACHE_DIR": str(tmp / "cache")}
+    env.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HF_HOME")})  # conftest's: no download
     result = subprocess.run(
         [sys.executable, str(REPO / "search.py"), *args],
         cwd=project, capture_output=True, text=True, env=env, timeout=120,

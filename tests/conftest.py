@@ -3,11 +3,22 @@ PostgreSQL server. Helpers that are not fixtures are in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import free_port, isolate
+
+# Nothing in the suite downloads: timm's hub is offline and its cache an empty folder of the
+# session's (set before the session's Ray starts, so its workers inherit it). Pretrained
+# weights come from files the tests write (``pretrained_file``).
+HF_HOME = tempfile.mkdtemp(prefix="cephtune-tests-hf-")
+atexit.register(shutil.rmtree, HF_HOME, True)
+os.environ.update({"HF_HUB_OFFLINE": "1", "HF_HOME": HF_HOME})
 
 
 @pytest.fixture(scope="session")

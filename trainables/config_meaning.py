@@ -17,7 +17,9 @@ MEANING: dict[str, str] = {
         "is the same"
     ),
     "pretrained": (
-        "ImageNet weights through timm (needs its hub cache or network); not for `hourglass`"
+        "ImageNet weights through timm (its hub cache or network; a study fetches them on "
+        "every node before it starts, and refuses to start in one line where it cannot); "
+        "not for `hourglass`. The GPU studies' spaces set it"
     ),
     "pretrained_file": (
         "local weights file for the backbone (checked to cover every backbone tensor)"

@@ -28,6 +28,7 @@ from search.records.tracking import Tracking, server_lost
 from search.run import datasets, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
+from search.studyfiles.space_file import pretrained_backbones
 from search.studyfiles.study import StudySpec, load_study
 from trainables.data.cache import resolve_cache_dir
 from trainables.errors import CephtuneError, ConfigError, first_line
@@ -168,6 +169,7 @@ def _prepare(
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
     nodes.check_cluster(spec, layout, data_root, track.uri)
+    nodes.check_weights(f"{spec.space.path}: pretrained", pretrained_backbones(spec.space))
     return data_root, gpu
 
 

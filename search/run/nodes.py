@@ -39,7 +39,9 @@ def describe(node: dict[str, Any]) -> str:
     return f"{node.get('NodeManagerHostname', '?')} ({node.get('NodeManagerAddress', '?')})"
 
 
-def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -> list[Any]:
+def on_each_node(
+    function: Callable, args: tuple, nodes: list[dict[str, Any]], timeout: float = NODE_TIMEOUT_S
+) -> list[Any]:
     """``function(*args)`` on each node of ``nodes``, in order: one task pinned to it that
     holds no CPU (a busy node still answers). A ``CephtuneError`` it raises names the node;
     a node that died since it was listed gives None."""
@@ -48,10 +50,10 @@ def on_each_node(function: Callable, args: tuple, nodes: list[dict[str, Any]]) -
     for node in nodes:
         pin = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
         refs.append(task.options(scheduling_strategy=pin).remote(*args))
-    ready, late = ray.wait(refs, num_returns=len(refs), timeout=NODE_TIMEOUT_S)
+    ready, late = ray.wait(refs, num_returns=len(refs), timeout=timeout)
     if late:
         silent = ", ".join(describe(n) for n, r in zip(nodes, refs, strict=True) if r in late)
-        raise ConfigError(f"node {silent} of the Ray cluster ran no task in {NODE_TIMEOUT_S} s")
+        raise ConfigError(f"node {silent} of the Ray cluster did not finish a check in {timeout} s")
     results = []
     for node, ref in zip(nodes, refs, strict=True):
         try:
@@ -124,6 +126,28 @@ def check_dataset(
         raise DataError(
             f"{where}: {e} (a dataset must be at the same path on every node)"
         ) from None
+
+
+WEIGHTS_TIMEOUT_S = 1800  # a first download of hrnet_w48's ImageNet weights on a slow link
+
+
+def _fetch_weights(configs: list[dict[str, Any]]) -> None:
+    """On a node: the pretrained weights of ``configs``, into its timm cache (torch and timm
+    are imported there, never in the driver)."""
+    from trainables.models.weights import fetch
+
+    fetch(configs)
+
+
+def check_weights(where: str, configs: tuple[dict[str, Any], ...]) -> None:
+    """Every node (this one too) has, or downloads now, the pretrained weights of each of
+    ``configs`` (``space_file.pretrained_backbones``); ``where``: the space's file and key."""
+    if not configs:
+        return
+    try:
+        on_each_node(_fetch_weights, (list(configs),), alive_nodes(), WEIGHTS_TIMEOUT_S)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def other_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

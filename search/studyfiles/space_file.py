@@ -160,3 +160,21 @@ def _reachable(space: Space, key_rule: KeyRule, on: Any) -> tuple[Any, ...]:
 
     walk(space.params, choose)
     return tuple(v for p in sampled for v in _values(space, p.name))
+
+
+def pretrained_backbones(space: Space) -> tuple[dict[str, Any], ...]:
+    """Each model and backbone a trial can draw with ``pretrained: true`` (with the space's
+    ``pretrained_file``): the weights a study fetches on every node before it starts."""
+    backbone, pretrained = (next(r for r in KEY_RULES if r.key == k) for k in KEYS_OF_WEIGHTS)
+    found: dict[tuple, dict[str, Any]] = {}
+    for model in _values(space, "model"):
+        if True not in _reachable(space, pretrained, model):
+            continue
+        for name in _reachable(space, backbone, model) or (DEFAULTS["backbone"],):
+            for weights_file in _values(space, "pretrained_file") or (None,):
+                values = {"model": model, "backbone": name, "pretrained": True}
+                found[(model, name, weights_file)] = {**values, "pretrained_file": weights_file}
+    return tuple(found.values())
+
+
+KEYS_OF_WEIGHTS = ("backbone", "pretrained")  # the rules on model that decide the weights

@@ -64,8 +64,13 @@ def timm_encoder(
             source = f"pretrained_file {cfg.pretrained_file!r}"
             hint = f"pretrained_file must hold timm ImageNet weights for {name!r}"
         else:
-            source = "the timm hub"
-            hint = "without network, download them elsewhere and set pretrained_file to the file"
+            source, cache = hub_source(name)
+            hint = (
+                f"they are neither in the cache {cache} nor downloadable here: fetch them where "
+                f"there is network (python -c \"import timm; timm.create_model('{name}', "
+                'pretrained=True)") and copy that cache folder here, or set pretrained_file to '
+                "a local weights file"
+            )
         raise ConfigError(
             f"could not load pretrained weights for {name!r} from {source} "
             f"({first_line(err, with_type=True)}); {hint}, or set pretrained: false"
@@ -73,6 +78,17 @@ def timm_encoder(
     if overlay:
         _check_file_covers(encoder, overlay["file"], name)
     return encoder
+
+
+def hub_source(name: str) -> tuple[str, str]:
+    """Where timm fetches ``name``'s ImageNet weights from, and the cache it keeps them in."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.hf_hub_id:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return f"{cfg.hf_hub_id} on the Hugging Face hub", HF_HUB_CACHE
+    url = cfg.url if cfg is not None and cfg.url else "timm's release files"
+    return url, str(Path(torch.hub.get_dir()) / "checkpoints")
 
 
 def _check_file_covers(encoder: nn.Module, path: str, name: str) -> None:

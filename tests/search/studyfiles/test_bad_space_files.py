@@ -175,6 +175,22 @@ CASES: list[Case] = [
         space(params(LR, fixed="{cpu_memory_gb: 0}")),
         ("space.yaml", "fixed.cpu_memory_gb must be > 0, got 0.0"),
     ),
+    Case(
+        # Checked on every node before the study starts (the suite's hub cache is empty and
+        # offline): one line, not a failure in every trial.
+        "space-pretrained-weights-unavailable",
+        space(params(LR, fixed="{backbone: hrnet_w18_small, pretrained: true, warmup_epochs: 0}")),
+        (
+            "space.yaml: pretrained",
+            "could not load pretrained weights for 'hrnet_w18_small'",
+            "neither in the cache",
+            "set pretrained_file to a local weights file",
+        ),
+        ray=True,
+    ),
 ]
 
-test_bad_input_is_one_line_exit_2_and_leaves_no_trace, _ = case_tests(CASES)
+AS_PROCESS = ("space-pretrained-weights-unavailable",)  # the task's library notices too
+test_bad_input_is_one_line_exit_2_and_leaves_no_trace, test_the_real_process_prints_one_line = (
+    case_tests(CASES, AS_PROCESS)
+)

@@ -202,7 +202,10 @@ def test_enqueued_guides_rows_come_out_first_with_the_rest_sampled():
         fixed = space.suggest(trial)
         params = dict(trial.params)
         assert {k: params[k] for k in point} == point
-        assert set(params) - set(point) == ({"backbone"} if point["model"] == "hrnet" else set())
+        # Sampled: HRNet's backbone, and the one-choice pretrained of a model with a backbone.
+        rest = {"backbone", "pretrained"} if point["model"] == "hrnet" else {"pretrained"}
+        assert set(params) - set(point) == rest
+        assert params["pretrained"] is True
         check_guides_trial(params, fixed)
         study.tell(trial, 1.0)
 
