@@ -1,8 +1,10 @@
 """The README is executable: every shell block in README.md runs here, verbatim, in order, in
 a new user's terminal on a fresh copy of the repository (tests/readme_terminal.py). The
 terminal starts as a new user's would: a home folder of its own (so the cache is
-``~/.cache/cephtune``), no cephtune or MLflow variables, the project's ``.venv`` not on the
-PATH.
+``~/.cache/cephtune``), no cephtune or MLflow variables, and the system's PATH only (not the
+runner's Python or the project's ``.venv``). The ``.venv`` itself is the suite's, behind links:
+what ``make quickstart`` would install there (``pip install -e .``) is part of what ``make
+test`` has just installed (``pip install -e ".[test]"``), so it is not repeated here.
 
 An HTML comment right above a block tells this harness what else to do with it:
 
@@ -32,9 +34,11 @@ import pytest
 from tests.helpers import REPO, check_records, mlflow_url, optuna_url, trial_runs
 from tests.readme_terminal import Terminal, answers, fresh_copy, readme_blocks
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.readme
 
 README = REPO / "README.md"
+# A new login shell's PATH on Debian: nothing of this runner's (pyenv, the suite's .venv).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL = re.compile(r"kill -9 when study (\S+) in (\S+) has a finished trial")
 
 
@@ -61,9 +65,7 @@ def terminal(tmp_path_factory):
     base = tmp_path_factory.mktemp("readme")
     root = fresh_copy(Path(base / "cephtune"))
     (base / "home").mkdir()
-    venv_bin = str(REPO / ".venv" / "bin")
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
-    env = {"PATH": path, "HOME": str(base / "home"), "LANG": "C.UTF-8", "USER": "cephtune"}
+    env = {"PATH": SYSTEM_PATH, "HOME": str(base / "home"), "LANG": "C.UTF-8", "USER": "cephtune"}
     shell = Terminal(root, env)
     yield shell
     shell.stop()
@@ -99,6 +101,17 @@ def stdout_of(terminal: Terminal, section: str, command: str) -> str:
     return terminal.outputs[block.line]
 
 
+def summary_sample() -> list[str]:
+    """The README's sample of the quickstart's summary: its block that starts with the study."""
+    (block,) = re.findall(r"```\n(Study 'quickstart'.*?)```", README.read_text(), re.S)
+    return block.splitlines()
+
+
+def label(line: str) -> str:
+    """A summary line's label: what precedes its first colon, with any number as N."""
+    return re.sub(r"\d+", "N", line.partition(":")[0])
+
+
 # --- what each section's commands must leave, looked at as a user would ----------------------
 
 
@@ -112,6 +125,14 @@ def check_walkthrough(terminal: Terminal) -> None:
     assert study.metric_names == ["mre_mm"]
     resumed = stdout_of(terminal, SECTION_WALK, "resume quickstart")
     assert "Study 'quickstart': 8 trials finished" in resumed
+    # The summary the README shows is the summary a user gets: the same lines in the same order
+    # (what precedes each line's first colon, numbers aside; the values vary with the run). The
+    # README's is an uninterrupted run's: the line naming the trials the kill cost is extra here.
+    sample = summary_sample()
+    lines = [line for line in resumed.splitlines() if not re.match(r"  \d+ more \(#", line)]
+    start = max(i for i, line in enumerate(lines) if line.startswith("Study 'quickstart': "))
+    printed = lines[start : start + len(sample)]
+    assert [label(line) for line in printed] == [label(line) for line in sample], printed
     best = json.loads(stdout_of(terminal, SECTION_WALK, "best quickstart --json").splitlines()[-1])
     assert best["trial"] in [t.number for t in study.trials if t.state.name == "COMPLETE"]
     client = MlflowClient(mlflow_url(root))
@@ -124,6 +145,14 @@ def check_walkthrough(terminal: Terminal) -> None:
     scored = stdout_of(terminal, SECTION_WALK, "evaluate --pred preds")
     assert re.search(rf"{len(images)} images of test: MRE \d+\.\d+ ± \d+\.\d+ mm", scored)
     assert answers("http://127.0.0.1:8080/api/studies")
+    # The scoring server answers with the landmarks predict wrote for the same image.
+    (served,) = json.loads(stdout_of(terminal, SECTION_WALK, "5001/invocations"))["predictions"]
+    written = json.loads((root / "preds" / "synth00017.json").read_text())["landmarks"]
+    predicted = {m["symbol"]: m["value"] for m in written}
+    assert list(served["landmarks"]) == list(predicted)
+    for symbol, point in served["landmarks"].items():  # 0.01 px: both round, batches differ
+        assert all(abs(point[k] - predicted[symbol][k]) <= 0.011 for k in "xy"), symbol
+    assert served["pixel_size_mm"] == 0.1
 
 
 def check_scaling_out(terminal: Terminal) -> None:
