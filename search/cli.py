@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", default=DEFAULT_STORAGE)
         p.set_defaults(func=func)
 
+    p = sub.add_parser("init", help="write a study and a space for your dataset and machine")
+    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p.add_argument("--format", default="auto", help="auto (default) | aariz | isbi")
+    p.add_argument("--name", help="the study's name (default: the dataset folder's)")
+    p.add_argument("--gpus", type=at_least(0), help="GPUs to use (default: nvidia-smi's count)")
+    p.add_argument("--gpu-memory", type=float, metavar="GB", help="per GPU (default: nvidia-smi's)")
+    p.add_argument("--trials", type=at_least(1), default=64, help="num_samples (default 64)")
+    p.add_argument("--epochs", type=at_least(1), default=60, help="max_epochs (default 60)")
+    p.set_defaults(func=commands.init)
+
     p = sub.add_parser("train", help="train one configuration without Ray")
     p.add_argument("config", type=Path, help="trainable config YAML (e.g. a promoted best.yaml)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default runs/CONFIG_NAME)")

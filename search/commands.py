@@ -100,6 +100,29 @@ def dashboard(args: argparse.Namespace) -> None:
     optuna_dashboard.run_server(storage, host=args.host, port=args.port)
 
 
+def init(args: argparse.Namespace) -> None:
+    from search.app.init import init, read_machine
+
+    machine = read_machine(args.gpus, args.gpu_memory)
+    done = init(Layout.here(), args.dataset, args.format, args.name, machine, args.trials,
+                args.epochs)  # fmt: skip
+    report, study = done["report"], done["study"]
+    splits = " / ".join(f"{k} {v}" for k, v in done["splits"].items())
+    low, high = report.pixel_size_mm or [0, 0]
+    width, height = done["size"]
+    print(
+        f"Dataset {report.root}: {done['fmt']}, {report.num_landmarks} landmarks, {splits} "
+        f"images, up to {width}x{height} px, {low:.3g}-{high:.3g} mm a pixel; data check passed"
+    )
+    gpus = f"{machine.gpus} GPU(s) of {machine.gpu_memory_gb:g} GB" if machine.gpus else "no GPU"
+    print(f"Machine: {gpus} ({machine.source}), {machine.cpus} CPUs")
+    rel = {k: Path(done[k]).relative_to(Path.cwd()) for k in ("study", "space")}
+    print(f"Wrote {rel['study']} and {rel['space']}. Next:")
+    print(f"  python search.py start {rel['study']}" + ("" if machine.gpus else "  # on CPU"))
+    print("  python search.py dashboard   # from your laptop: ssh -L 8080:127.0.0.1:8080 THIS_HOST")
+    print(f"  python search.py promote {study.stem} --tta")
+
+
 def train(args: argparse.Namespace) -> None:
     from search.app.train import train
     from search.records.tracking import Tracking

@@ -1,0 +1,178 @@
+"""``search.py init DATASET_DIR``: a study and a space for the user's own dataset on this machine.
+
+It checks the dataset as ``data check`` does, reads its format, landmarks, image size, pixel
+size and splits, and the machine's GPUs (``nvidia-smi``, or ``--gpus``/``--gpu-memory``), then
+writes ``studies/NAME.yaml`` and ``spaces/NAME.yaml``: the guides' ranges (HRNet, lr 1e-4 to
+5e-4 log, warmup, Adaptive Wing), ImageNet weights, batch limits scaled to the GPU's memory,
+one trial per GPU, and a first rung after warmup. Nothing is written when a check fails, and
+an existing file is never replaced.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from search.layout import Layout
+from trainables.data.check import check_dataset
+from trainables.data.formats import FORMATS, get_format
+from trainables.data.records import SPLITS
+from trainables.errors import ConfigError, DataError
+
+# The guides' batch at 512 px on a 40 GB GPU with AMP, which the limits scale by memory and pixel
+# count (an estimate: not yet measured on a GPU, as spaces/frontier.yaml says).
+GUIDES_BATCH, GUIDES_PIXELS, GUIDES_GB = 16, 512 * 512, 40.0
+MAX_BATCH = 32  # the guides' upper end
+LAYOUTS = "the Aariz layout (train/, valid/, test/, each with Cephalograms/ and Annotations/) or "
+LAYOUTS += "ISBI 2015 (RawImage/ and AnnotationsByMD/); see the README's Data section"
+
+
+@dataclass(frozen=True)
+class Machine:
+    gpus: int
+    gpu_memory_gb: float  # of the smallest GPU; 0 without one
+    cpus: int
+    source: str  # where the figures came from, for the printout
+
+
+def read_machine(gpus: int | None, gpu_memory_gb: float | None) -> Machine:
+    """The GPUs to plan for: the arguments where given, else what ``nvidia-smi`` lists."""
+    cpus = os.cpu_count() or 1
+    found: list[float] = []
+    if shutil.which("nvidia-smi") and (gpus is None or gpu_memory_gb is None):
+        query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+        done = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        if done.returncode == 0:
+            found = [float(v) / 1024 for v in done.stdout.split() if v.strip()]
+    count = len(found) if gpus is None else gpus
+    memory = (min(found) if found else 0.0) if gpu_memory_gb is None else gpu_memory_gb
+    if count and not memory:
+        raise ConfigError(f"--gpus {count}: give --gpu-memory GB too (nvidia-smi lists no GPU)")
+    source = "nvidia-smi" if found and (gpus is None or gpu_memory_gb is None) else "arguments"
+    return Machine(count, memory if count else 0.0, cpus, source if count else "no GPU found")
+
+
+def detect_format(root: Path) -> str:
+    """The format whose train split is at ``root``."""
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder missing")
+    for name in sorted(FORMATS):
+        try:
+            get_format(name).index(root, "train")
+        except DataError:
+            continue
+        return name
+    raise DataError(f"{root}: not a dataset cephtune reads: expected {LAYOUTS}")
+
+
+def batch_limit(size: int, machine: Machine) -> int:
+    """The largest batch (a multiple of 2) a trial at ``size`` px fits on the GPU, estimated."""
+    scaled = GUIDES_BATCH * GUIDES_PIXELS / size**2 * machine.gpu_memory_gb / GUIDES_GB
+    return max(2, min(MAX_BATCH, 2 * math.floor(scaled / 2)))
+
+
+def space_text(machine: Machine) -> str:
+    if not machine.gpus:
+        sizes = [128, 256]  # a CPU trains the small end of the guides' sizes in reasonable time
+    else:
+        sizes = [256, 512, 768] if machine.gpu_memory_gb >= 24 else [256, 512]
+    top = batch_limit(sizes[0], machine) if machine.gpus else 8
+    cases = "".join(
+        f"      - {{when: {{image_size: {s}}}, high: {batch_limit(s, machine)}}}\n"
+        for s in sizes[1:]
+        if machine.gpus
+    )
+    return (
+        "# yaml-language-server: $schema=space.schema.json\n"
+        "# Written by `search.py init`: the guides' ranges for HRNet from ImageNet weights.\n"
+        "params:\n"
+        "  backbone: {type: categorical, choices: [hrnet_w18, hrnet_w32]}\n"
+        "  lr: {type: float, low: 1.0e-4, high: 5.0e-4, log: true}\n"
+        f"  image_size: {{type: categorical, choices: [{', '.join(map(str, sizes))}]}}\n"
+        + (
+            f"  # Batch limits for {machine.gpu_memory_gb:g} GB a GPU: the guides' 16 at 512 px "
+            "on\n  # 40 GB, scaled by memory and pixel count (an estimate).\n"
+            if machine.gpus
+            else "  # On CPU: small batches at the small sizes.\n"
+        )
+        + "  batch_size:\n"
+        f"    type: int\n    low: 2\n    high: {top}\n    step: 2\n"
+        + (f"    cases:\n{cases}" if cases else "")
+        + "  warmup_epochs: {type: int, low: 2, high: 5}\n"
+        "fixed:\n  model: hrnet\n  loss: adaptive_wing\n  pretrained: true\n"
+    )
+
+
+def study_text(name: str, fmt: str, root: Path, machine: Machine, trials: int, epochs: int) -> str:
+    cpu = max(1, min(8, machine.cpus // max(1, machine.gpus)))
+    at_once = machine.gpus or max(1, machine.cpus // cpu)
+    grace = max(1, epochs // 6)
+    return (
+        "# yaml-language-server: $schema=study.schema.json\n"
+        f"# Written by `search.py init` for {root}.\n"
+        f"name: {name}\n"
+        f"dataset: {{format: {fmt}, root: {root}, annotator: mean}}\n"
+        f"space: ../spaces/{name}.yaml\n"
+        "metric: mre_mm\nmode: min\n"
+        f"num_samples: {trials}\nmax_epochs: {epochs}\n"
+        "# The first rung a sixth of the schedule after each trial's warmup.\n"
+        f"asha: {{grace_period: {grace}, reduction_factor: 3}}\n"
+        f"resources: {{cpu: {cpu}, gpu: {1 if machine.gpus else 0}}}\n"
+        f"max_concurrent_trials: {at_once}\n"
+        "max_failures: 1\nseed: 0\n"
+    )
+
+
+def image_size(root: Path, fmt: str) -> tuple[int, int]:
+    """The largest width and height among (up to 20 of) the train images."""
+    images = [path for _, path in get_format(fmt).index(root, "train").images][:20]
+    sizes = []
+    for path in images:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def init(layout: Layout, root: Path, fmt: str, name: str | None, machine: Machine,
+         trials: int, epochs: int) -> dict:  # fmt: skip
+    """Check the dataset, then write the two files; what was found, for the printout."""
+    from search.studyfiles.study import NAME_RE, load_study
+
+    root = root.resolve()
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    get_format(fmt)
+    name = name or root.name
+    if not NAME_RE.match(name):
+        raise ConfigError(f"--name {name!r}: letters, digits, '_', '.', '-' (give --name)")
+    report = check_dataset(root, fmt)
+    if not report.ok:
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        raise DataError(f"{report.errors[0]}{more}; see python search.py data check {root}")
+    study = layout.root / "studies" / f"{name}.yaml"
+    space = layout.root / "spaces" / f"{name}.yaml"
+    for path in (study, space):
+        if path.exists():
+            raise ConfigError(f"{path}: exists; init never replaces a file (give --name)")
+    texts = {
+        space: space_text(machine),
+        study: study_text(name, fmt, root, machine, trials, epochs),
+    }
+    for path, text in texts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    try:
+        load_study(study)  # what start will read; a refusal here is ours, and leaves nothing
+    except Exception:
+        for path in texts:
+            path.unlink()
+        raise
+    return {
+        "study": study, "space": space, "fmt": fmt, "report": report, "machine": machine,
+        "size": image_size(root, fmt), "splits": {s: report.counts.get(s, 0) for s in SPLITS},
+    }  # fmt: skip
