@@ -39,7 +39,7 @@ postgres:
 		echo "warning: could not install postgresql; the PostgreSQL tests will skip" >&2
 
 test: install-test chromium postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: install-test
 	$(BIN)/ruff check search trainables tests search.py

@@ -4,6 +4,8 @@ has), and one line for what it cannot use, with nothing written."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -81,3 +83,24 @@ def test_init_refuses_in_one_line_and_writes_nothing(project, dataset, args, exp
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and expect in err, err
     assert files(project) == before
+
+
+def test_init_reads_the_gpus_from_nvidia_smi(project, dataset, monkeypatch, capsys):
+    # No machine here has a GPU: a stand-in answers the query init makes, as the real one does
+    # (MiB, one line per GPU; the smallest decides the batch limits).
+    bin_dir = project / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(
+        '#!/bin/sh\n[ "$1 $2" = "--query-gpu=memory.total --format=csv,noheader,nounits" ] '
+        "|| exit 9\nprintf '81559\\n40960\\n81559\\n'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert main(["init", "my_cephs"]) == 0
+    assert "Machine: 3 GPU(s) of 40 GB (nvidia-smi)" in capsys.readouterr().out
+    spec = load_study(project / "studies" / "my_cephs.yaml")
+    assert spec.max_concurrent_trials == 3
+    space = yaml.safe_load((project / "spaces" / "my_cephs.yaml").read_text())
+    limits = space["params"]["batch_size"]
+    assert [limits["high"]] + [c["high"] for c in limits["cases"]] == [32, 16, 6]
