@@ -59,8 +59,8 @@ MEANING: dict[str, str] = {
     ),
     "aug_flip": (
         "with `augment`: mirror x with probability 0.5 (cephalograms face either way). Only x "
-        "mirrors: every landmark is on the midline or the mean of a bilateral pair "
-        "(FORMATS.md), so no two landmarks swap names"
+        "mirrors: on a lateral cephalogram every landmark is on the midline or the mean of a "
+        "bilateral pair, so no two landmarks swap names"
     ),
     "num_workers": (
         "DataLoader worker processes; auto: 0 on CPU (the step dominates and a worker only "

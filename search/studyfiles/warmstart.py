@@ -18,8 +18,9 @@ from trainables.schema import fail, unknown_key
 from trainables.setting import typed
 
 _COLUMNS = ("model", "lr", "image_size", "batch_size", "warmup_epochs", "loss")
-# The guides' recommended configurations (shared/FORMATS.md), in the guides' order. Epochs are
-# the study's budget, not part of a point; the resnet row's image size is the implied 256.
+# The guides' recommended configurations (listed in the README's Space files), in their order.
+# Epochs are the study's budget, not part of a point; the resnet row's image size is the
+# implied 256.
 GUIDES: dict[str, dict[str, Any]] = {
     name: dict(zip(_COLUMNS, row, strict=True))
     for name, row in (

@@ -1,6 +1,7 @@
 """The Aariz layout: per-image landmark JSON by symbol, pixel sizes from the device CSV.
 
-The synthetic generator writes this same layout, so one reader serves both.
+The synthetic generator writes this same layout, so one reader serves both. The layout, the
+fields and their units: ``trainables/data/aariz.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The ISBI 2015 cephalometric challenge layout: BMP images, 19 "x,y" lines per annotation."""
+"""The ISBI 2015 cephalometric challenge layout: BMP images, 19 "x,y" lines per annotation.
+
+The layout, the landmark order and the spacing: ``trainables/data/isbi.md``.
+"""
 
 from __future__ import annotations
 
