@@ -126,8 +126,8 @@ def pristine_datasets(tmp_path_factory) -> dict[str, Path]:
     return build_pristine(tmp_path_factory)
 
 
-# The suite's tiers (pyproject.toml's markers): `pytest -m "not cluster and not readme"` is the
-# quick loop. A test that starts a Ray or a server is in one, so that such a selection holds.
+# The suite's tiers (pyproject.toml's markers); excluding all four is the quick loop (the README
+# says how). A test that starts a Ray or a server is in one, so that such a selection holds.
 TIERS = ("study", "cluster", "readme", "bench")
 TIER_OF_FIXTURE = {"ray_cluster": "study", "postgres": "cluster"}
 
