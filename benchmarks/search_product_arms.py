@@ -60,7 +60,10 @@ def read_arm(project: Path, name: str, label: str, max_epochs: int, wall_s: floa
 def write_study(project: Path, tag: str, task: Task, trials: int, arm: str, seed: int) -> Path:
     """A's or B's study file (B: ``trials`` random trials to the end; A: the defaults)."""
     budget = trials * task.max_epochs
-    num_samples = trials if arm == "B" else math.ceil(budget / A_EPOCHS_PER_TRIAL)
+    # At least three times B's count: a tiny budget (smoke mode: 6 epochs) is spent in fewer
+    # epochs a trial than a real one.
+    a_trials = max(math.ceil(budget / A_EPOCHS_PER_TRIAL), 3 * trials)
+    num_samples = trials if arm == "B" else a_trials
     name = f"se-{tag}-{arm}-s{seed}"
     study_file = project / f"{name}.yaml"
     study_file.write_text(
