@@ -131,23 +131,23 @@ def test_a_second_driver_elsewhere_on_the_same_postgres_study_refuses(
         pass
 
 
-# The first point raises in its trial (the weights file is missing; nothing checks a file
-# before the trial loads it), the second's loss goes NaN, the third completes.
+# The first point raises in its trial (timm builds the backbone, but it has no stride-4 features
+# for the U-Net; only building it tells, and the driver never builds a model), the second's loss
+# goes NaN, the third completes.
 FAILING_SPACE = """\
 params:
-  pretrained: {type: categorical, choices: [false, true]}
+  backbone: {type: categorical, choices: [resnet18, vit_tiny_patch16_224]}
   aw_epsilon: {type: categorical, choices: [1.0, 1.0e-30]}
 fixed:
-  backbone: hrnet_w18_small
-  pretrained_file: /nonexistent/hrnet_w18_small.pth
+  model: unet
   image_size: 64
   batch_size: 4
   warmup_epochs: 0
   lr: 1.0e-3
 warm_start:
-  - {pretrained: true, aw_epsilon: 1.0}
-  - {pretrained: false, aw_epsilon: 1.0e-30}
-  - {pretrained: false, aw_epsilon: 1.0}
+  - {backbone: vit_tiny_patch16_224, aw_epsilon: 1.0}
+  - {backbone: resnet18, aw_epsilon: 1.0e-30}
+  - {backbone: resnet18, aw_epsilon: 1.0}
 """
 
 
@@ -156,12 +156,11 @@ def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project,
     assert main(["start", str(study_file)]) == 0
     study = optuna_study(project, "faults")
     first, second, third = study.trials  # warm-start points run first, in order
-    assert first.params == {"pretrained": True, "aw_epsilon": 1.0}
-    assert second.params == {"pretrained": False, "aw_epsilon": 1.0e-30}
+    assert first.params == {"backbone": "vit_tiny_patch16_224", "aw_epsilon": 1.0}
+    assert second.params == {"backbone": "resnet18", "aw_epsilon": 1.0e-30}
     assert first.state == second.state == TrialState.FAIL
     reason = first.user_attrs["fail_reason"]
-    assert reason.startswith("error: ConfigError: pretrained_file")
-    assert "/nonexistent/hrnet_w18_small.pth' does not exist" in reason
+    assert reason.startswith("error: ConfigError: unet backbone 'vit_tiny_patch16_224' has no")
     assert second.user_attrs["fail_reason"].startswith("nan_loss")
     assert third.state == TrialState.COMPLETE and study.best_trial.number == third.number
     runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "faults")}
