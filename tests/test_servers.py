@@ -149,6 +149,9 @@ def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
             page.goto(study_url + "/trials")
             header = page.get_by_text(re.compile(r"^\d+ Trials?$"))
             header.wait_for()
+            # The page shows "0 Trials" until its first fetch of the storage answers (seen on a
+            # loaded 2-core machine): wait for a count other than 0 before reading it.
+            page.get_by_text(re.compile(r"^[1-9]\d* Trials?$")).wait_for()
             shot = shots / "optuna-dashboard-trials.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
