@@ -17,6 +17,8 @@ from search.layout import DEFAULT_STORAGE
 from trainables.data.records import ANNOTATOR_CHOICES, SPLITS, TRAIN_ON
 from trainables.errors import CephtuneError
 
+FORMAT_HELP = "auto (default: read from the folder) | aariz | isbi | coco | csv"
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with its usage errors as one ``error:`` line (exit code 2) like every other
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a study and a space for your dataset and machine")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--format", default="auto", help="auto (default) | aariz | isbi")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--name", help="the study's name (default: the dataset folder's)")
     p.add_argument("--gpus", type=at_least(0), help="GPUs to use (default: nvidia-smi's count)")
     p.add_argument("--gpu-memory", type=float, metavar="GB", help="per GPU (default: nvidia-smi's)")
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", type=Path, required=True, help="folder of <ceph_id>.json")
     p.add_argument("--dataset", type=Path, required=True)
     p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--format", default="aariz", help="dataset format: aariz | isbi")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.evaluate)
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data", required=True)
     p = data.add_parser("check", help="validate a dataset; exit 1 when it has errors")
     p.add_argument("dataset", type=Path)
-    p.add_argument("--format", default="aariz", help="dataset format: aariz | isbi")
+    p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.data_check)
     p = data.add_parser("synth", help="write a synthetic Aariz-layout dataset")
@@ -157,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=at_least(32), nargs=2, metavar=("W", "H"), default=(1935, 2400))
     p.add_argument("--seed", type=at_least(0), default=0)
     p.set_defaults(func=commands.data_synth)
+    p = data.add_parser("convert", help="rewrite a dataset in the COCO keypoints or CSV format")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("out_dir", type=Path, help="a new folder")
+    p.add_argument("--to", required=True, choices=("coco", "csv"))
+    p.add_argument("--format", default="auto", help="of DATASET: " + FORMAT_HELP)
+    p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES)
+    p.set_defaults(func=commands.data_convert)
     return parser
 
 

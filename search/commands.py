@@ -141,7 +141,8 @@ def train(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     from trainables.eval.predictions import score_predictions
 
-    scores = score_predictions(args.pred, args.dataset, args.split, args.annotator, args.format)
+    fmt = dataset_format(args.dataset, args.format)
+    scores = score_predictions(args.pred, args.dataset, args.split, args.annotator, fmt)
     if args.json:
         print(json.dumps(scores, sort_keys=True))
         return
@@ -220,7 +221,7 @@ def report(args: argparse.Namespace) -> None:
 def data_check(args: argparse.Namespace) -> int:
     from trainables.data.check import check_dataset
 
-    report = check_dataset(args.dataset, args.format)
+    report = check_dataset(args.dataset, dataset_format(args.dataset, args.format))
     if args.json:
         print(json.dumps(report.to_dict(), sort_keys=True))
     else:
@@ -234,3 +235,19 @@ def data_synth(args: argparse.Namespace) -> None:
     spec = SynthSpec(n=args.n, width=args.size[0], height=args.size[1], seed=args.seed)
     out = write_dataset(spec, Path(args.out_dir))
     print(f"wrote {spec.n} synthetic cephalograms ({spec.width}x{spec.height}) to {out}")
+
+
+def data_convert(args: argparse.Namespace) -> None:
+    from trainables.data.convert import convert
+
+    fmt = dataset_format(args.dataset, args.format)
+    counts = convert(args.dataset, fmt, args.out_dir, args.to, args.annotator)
+    splits = ", ".join(f"{s} {n}" for s, n in counts.items())
+    print(f"wrote {args.out_dir} ({args.to}) from {args.dataset} ({fmt}): images {splits}")
+
+
+def dataset_format(root: Path, fmt: str) -> str:
+    """``fmt``, or with ``auto`` the format the folder at ``root`` is written in."""
+    from trainables.data.formats import detect
+
+    return detect(root) if fmt == "auto" else fmt

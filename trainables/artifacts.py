@@ -109,7 +109,7 @@ class ModelMetadata:
             )
         return cls(
             image_size=cfg.image_size.value,
-            symbols=tuple(symbols(cfg.dataset_format)),
+            symbols=tuple(symbols(cfg.dataset_format, cfg.data_dir)),
             stride=stride,
             dataset_format=cfg.dataset_format,
             annotator=cfg.annotator,

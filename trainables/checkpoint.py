@@ -81,6 +81,6 @@ def load(path: Path) -> dict[str, Any]:
 def rebuild(cfg: TrainConfig, path: Path) -> torch.nn.Module:
     """The network of ``cfg`` with the weights of the checkpoint at ``path``, on the CPU, in
     eval mode."""
-    model = create_model(cfg, len(symbols(cfg.dataset_format)))
+    model = create_model(cfg, len(symbols(cfg.dataset_format, cfg.data_dir)))
     model.load_state_dict(load(path)[WEIGHTS])
     return model.eval()

@@ -21,7 +21,7 @@ from PIL import Image
 
 from search.layout import Layout
 from trainables.data.check import check_dataset
-from trainables.data.formats import FORMATS, get_format
+from trainables.data.formats import detect, get_format
 from trainables.data.records import SPLITS
 from trainables.errors import ConfigError, DataError
 
@@ -29,8 +29,6 @@ from trainables.errors import ConfigError, DataError
 # count (an estimate: not yet measured on a GPU, as spaces/frontier.yaml says).
 GUIDES_BATCH, GUIDES_PIXELS, GUIDES_GB = 16, 512 * 512, 40.0
 MAX_BATCH = 32  # the guides' upper end
-LAYOUTS = "the Aariz layout (train/, valid/, test/, each with Cephalograms/ and Annotations/) or "
-LAYOUTS += "ISBI 2015 (RawImage/ and AnnotationsByMD/); see the README's Data section"
 
 
 @dataclass(frozen=True)
@@ -56,19 +54,6 @@ def read_machine(gpus: int | None, gpu_memory_gb: float | None) -> Machine:
         raise ConfigError(f"--gpus {count}: give --gpu-memory GB too (nvidia-smi lists no GPU)")
     source = "nvidia-smi" if found and (gpus is None or gpu_memory_gb is None) else "arguments"
     return Machine(count, memory if count else 0.0, cpus, source if count else "no GPU found")
-
-
-def detect_format(root: Path) -> str:
-    """The format whose train split is at ``root``."""
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder missing")
-    for name in sorted(FORMATS):
-        try:
-            get_format(name).index(root, "train")
-        except DataError:
-            continue
-        return name
-    raise DataError(f"{root}: not a dataset cephtune reads: expected {LAYOUTS}")
 
 
 def batch_limit(size: int, machine: Machine) -> int:
@@ -145,7 +130,7 @@ def init(layout: Layout, root: Path, fmt: str, name: str | None, machine: Machin
     from search.studyfiles.study import NAME_RE, load_study
 
     root = root.resolve()
-    fmt = detect_format(root) if fmt == "auto" else fmt
+    fmt = detect(root) if fmt == "auto" else fmt
     get_format(fmt)
     name = name or root.name
     if not NAME_RE.match(name):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 from trainables.data.landmarks import AARIZ_SYMBOLS
 from trainables.data.records import (
+    AnnotationFolder,
     DatasetFormat,
     Landmarks,
     SplitIndex,
@@ -32,7 +32,15 @@ def index(root: Path, split: str) -> SplitIndex:
     folder = require_dir(root, split)
     images = list_images(require_dir(folder, "Cephalograms"))
     ann = find_dir(find_dir(folder, "Annotations"), "Cephalometric Landmarks")
-    return SplitIndex(images, {who: find_dir(ann, name) for who, name in ANNOTATOR_DIRS.items()})
+    return SplitIndex(
+        images,
+        {
+            who: AnnotationFolder(find_dir(ann, name), ".json", read_annotation)
+            for who, name in ANNOTATOR_DIRS.items()
+        },
+        lambda: read_pixel_sizes(root),
+        CSV_NAME,
+    )
 
 
 def read_annotation(path: Path) -> Landmarks:
@@ -68,7 +76,7 @@ def read_annotation(path: Path) -> Landmarks:
     return marks
 
 
-def read_pixel_sizes(root: Path, ids: Sequence[str] = ()) -> dict[str, float]:
+def read_pixel_sizes(root: Path) -> dict[str, float]:
     """mm per pixel by cephalogram id from the CSV; never assumed, it differs per device."""
     path = root / CSV_NAME
     if not path.is_file():
@@ -106,10 +114,8 @@ def _parse_pixel_sizes(path: Path, reader: csv.DictReader) -> dict[str, float]:
 
 FORMAT = DatasetFormat(
     name="aariz",
-    symbols=AARIZ_SYMBOLS,
-    annotation_suffix=".json",
-    pixel_size_source=CSV_NAME,
+    page="trainables/data/aariz.md",
+    layout="train/, valid/, test/, each with Cephalograms/ and Annotations/",
     index=index,
-    read_annotation=read_annotation,
-    pixel_sizes=read_pixel_sizes,
+    landmarks=lambda root: AARIZ_SYMBOLS,
 )

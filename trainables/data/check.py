@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from trainables.data.formats import get_format
-from trainables.data.records import ANNOTATORS, SPLITS, DatasetFormat, SplitIndex
+from trainables.data.records import SPLITS, SplitIndex
 from trainables.errors import DataError
 
 
@@ -66,10 +66,16 @@ def check_dataset(root: Path | str, fmt: str) -> CheckReport:
     """Check every split of the ``fmt`` dataset at ``root``."""
     reader = get_format(fmt)
     root = Path(root)
-    report = CheckReport(str(root), fmt, len(reader.symbols))
+    report = CheckReport(str(root), fmt, 0)
     if not root.is_dir():
         report.errors.append(f"{root}: dataset folder missing")
         return report
+    try:
+        names = reader.landmarks(root)
+    except DataError as e:
+        report.errors.append(str(e))
+        return report
+    report.num_landmarks = len(names)
     hashes: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     sizes: list[float] = []
     for split in SPLITS:
@@ -79,14 +85,14 @@ def check_dataset(root: Path | str, fmt: str) -> CheckReport:
             report.errors.append(str(e))
             continue
         report.counts[split] = len(index.images)
-        sizes += _check_pixel_sizes(reader, root, index, report)
+        sizes += _check_pixel_sizes(index, report)
         dims: dict[Path, tuple[int, int]] = {}
         for _, image in index.images:
             found = _check_image(image, report)
             if found:
                 hashes[found[0]].append((split, image))
                 dims[image] = found[1]
-        counts = _check_annotations(reader, index, dims, report)
+        counts = _check_annotations(names, index, dims, report)
         if counts:
             report.landmarks_per_image[split] = [min(counts), max(counts)]
     if sizes:
@@ -102,11 +108,9 @@ def check_dataset(root: Path | str, fmt: str) -> CheckReport:
     return report
 
 
-def _check_pixel_sizes(
-    reader: DatasetFormat, root: Path, index: SplitIndex, report: CheckReport
-) -> list[float]:
+def _check_pixel_sizes(index: SplitIndex, report: CheckReport) -> list[float]:
     try:
-        known = reader.pixel_sizes(root, [ceph_id for ceph_id, _ in index.images])
+        known = index.pixel_sizes()
     except DataError as e:
         if str(e) not in report.errors:  # one CSV serves every split
             report.errors.append(str(e))
@@ -117,7 +121,7 @@ def _check_pixel_sizes(
             found.append(known[ceph_id])
         else:
             report.errors.append(
-                f"{image}: no pixel size for id {ceph_id!r} in {reader.pixel_size_source}"
+                f"{image}: no pixel size for id {ceph_id!r} in {index.pixel_size_source}"
             )
     return found
 
@@ -137,33 +141,32 @@ def _check_image(path: Path, report: CheckReport) -> tuple[str, tuple[int, int]]
 
 
 def _check_annotations(
-    reader: DatasetFormat,
+    names: tuple[str, ...],
     index: SplitIndex,
     dims: dict[Path, tuple[int, int]],
     report: CheckReport,
 ) -> list[int]:
-    """Check every annotator's file of every image; returns landmarks present per file."""
+    """Check every annotator's landmarks of every image; returns landmarks present per image."""
     counts = []
-    for annotator in ANNOTATORS:
+    for source in index.annotations.values():
         try:
-            folder = index.annotation_dir(annotator)
+            source.check()
         except DataError as e:
             report.errors.append(str(e))
             continue
         for ceph_id, image in index.images:
-            path = reader.annotation_file(folder, ceph_id)
             try:
-                marks = reader.read_annotation(path)
+                path, marks = source.read(ceph_id)
             except DataError as e:
                 report.errors.append(str(e))
                 continue
-            extra = sorted(set(marks) - set(reader.symbols))
+            extra = sorted(set(marks) - set(names))
             if extra:
                 report.errors.append(f"{path}: unknown landmark symbols {', '.join(extra)}")
-            missing = [s for s in reader.symbols if s not in marks]
+            missing = [s for s in names if s not in marks]
             if missing:
                 report.warnings.append(f"{path}: landmarks missing: {', '.join(missing)}")
-            counts.append(len(set(marks) & set(reader.symbols)))
+            counts.append(len(set(marks) & set(names)))
             if image in dims:
                 width, height = dims[image]
                 outside = [

@@ -48,7 +48,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
         seed: int = 0,
     ) -> None:
         self.records = list(records)
-        self.symbols = symbols(fmt)
+        self.symbols = symbols(fmt, root)
         self.num_landmarks = len(self.symbols)
         self.image_size = image_size = Size.parse(image_size)
         self.augment = augment

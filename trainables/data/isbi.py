@@ -6,11 +6,11 @@ The layout, the landmark order and the spacing: ``trainables/data/isbi.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 from trainables.data.landmarks import ISBI_SYMBOLS
 from trainables.data.records import (
+    AnnotationFolder,
     DatasetFormat,
     Landmarks,
     SplitIndex,
@@ -33,7 +33,15 @@ def index(root: Path, split: str) -> SplitIndex:
         raise DataError(f"{root}: ISBI 2015 has no split {split!r}; known: {', '.join(SPLIT_DIRS)}")
     images = list_images(require_dir(require_dir(root, "RawImage"), SPLIT_DIRS[split]))
     ann = find_dir(root, "AnnotationsByMD")
-    return SplitIndex(images, {who: find_dir(ann, name) for who, name in ANNOTATOR_DIRS.items()})
+    return SplitIndex(
+        images,
+        {
+            who: AnnotationFolder(find_dir(ann, name), ".txt", read_annotation)
+            for who, name in ANNOTATOR_DIRS.items()
+        },
+        lambda: dict.fromkeys((ceph_id for ceph_id, _ in images), PIXEL_SIZE_MM),
+        "the published 0.1 mm spacing",
+    )
 
 
 def read_annotation(path: Path) -> Landmarks:
@@ -62,16 +70,10 @@ def read_annotation(path: Path) -> Landmarks:
     return marks
 
 
-def pixel_sizes(root: Path, ids: Sequence[str]) -> dict[str, float]:
-    return dict.fromkeys(ids, PIXEL_SIZE_MM)
-
-
 FORMAT = DatasetFormat(
     name="isbi",
-    symbols=ISBI_SYMBOLS,
-    annotation_suffix=".txt",
-    pixel_size_source="the published 0.1 mm spacing",
+    page="trainables/data/isbi.md",
+    layout="RawImage/ and AnnotationsByMD/",
     index=index,
-    read_annotation=read_annotation,
-    pixel_sizes=pixel_sizes,
+    landmarks=lambda root: ISBI_SYMBOLS,
 )

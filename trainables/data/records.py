@@ -1,6 +1,6 @@
 """What a dataset reader provides, and the records every reader produces.
 
-A reader (``trainables.data.aariz``, ``trainables.data.isbi``) only knows its folder layout and
+A reader (``trainables.data.aariz``, ``isbi``, ``coco``, ``csv_table``) only knows its layout and
 file formats; ``trainables.data.formats`` turns its pieces into records and
 ``trainables.data.check`` inspects the same pieces without stopping at the first problem.
 """
@@ -36,44 +36,93 @@ class Record:
     pixel_size: float
 
 
+Landmarks = dict[str, tuple[float, float]]
+ONE_ANNOTATION = "annotation"  # the one source of a format with one annotation per image
+
+
+class AnnotationFolder:
+    """One annotator's folder of per-image files (``<id><suffix>``), read by ``read``."""
+
+    def __init__(self, folder: Path, suffix: str, read: Callable[[Path], Landmarks]) -> None:
+        self.folder, self.suffix, self._read = folder, suffix, read
+
+    def check(self) -> None:
+        """A ``DataError`` when the folder is missing."""
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: folder missing")
+
+    def read(self, ceph_id: str) -> tuple[str, Landmarks]:
+        """(where, symbol -> (x, y)) of image ``ceph_id``; raises ``DataError``."""
+        self.check()
+        path = self.folder / f"{ceph_id}{self.suffix}"
+        return str(path), self._read(path)
+
+
+class AnnotationTable:
+    """Landmarks of every image of a split, parsed from one file (COCO JSON, CSV)."""
+
+    def __init__(self, source: Path, marks: Mapping[str, Landmarks]) -> None:
+        self.source, self.marks = source, marks
+
+    def check(self) -> None:
+        """Nothing: the file was parsed (and refused if broken) when the split was indexed."""
+
+    def read(self, ceph_id: str) -> tuple[str, Landmarks]:
+        if ceph_id not in self.marks:
+            raise DataError(f"{self.source}: no annotation for image {ceph_id!r}")
+        return f"{self.source} (image {ceph_id!r})", self.marks[ceph_id]
+
+
 @dataclass(frozen=True)
 class SplitIndex:
-    """The images of one split, sorted by id, and where each annotator's files live."""
+    """The images of one split, sorted by id, where their landmarks are, and their pixel sizes.
+
+    ``annotations`` maps each annotator to its source (Aariz and ISBI have a senior and a junior
+    folder; COCO and CSV one file, ``ONE_ANNOTATION``). ``pixel_sizes`` reads mm per pixel by
+    id when called (it may lack some ids, and raises ``DataError`` for a broken source, which
+    ``pixel_size_source`` names).
+    """
 
     images: list[tuple[str, Path]]
-    annotation_dirs: dict[str, Path]  # annotator -> folder; the folder may not exist
+    annotations: Mapping[str, AnnotationFolder | AnnotationTable]
+    pixel_sizes: Callable[[], dict[str, float]]
+    pixel_size_source: str
 
-    def annotation_dir(self, annotator: str) -> Path:
-        folder = self.annotation_dirs[annotator]
-        if not folder.is_dir():
-            raise DataError(f"{folder}: folder missing")
-        return folder
-
-
-Landmarks = dict[str, tuple[float, float]]
+    def annotators(self, annotator: str, where: Path) -> tuple[str, ...]:
+        """The sources ``annotator`` (senior, junior or mean) averages, for ``where``."""
+        if annotator == "mean":
+            return tuple(self.annotations)
+        if annotator not in self.annotations:
+            raise DataError(
+                f"{where}: annotator {annotator!r}: this dataset has one annotation per image "
+                "(use annotator mean)"
+            )
+        return (annotator,)
 
 
 @dataclass(frozen=True)
 class DatasetFormat:
-    """One dataset layout: its landmark symbols and the readers for its files."""
+    """One dataset layout: how to index a split and where its landmark names come from.
+
+    ``landmarks(root)`` gives the names in tensor order: fixed for Aariz and ISBI, declared in
+    the dataset's own files for COCO and CSV. ``page`` is the format's page in the repository.
+    """
 
     name: str
-    symbols: tuple[str, ...]
-    annotation_suffix: str
-    pixel_size_source: str  # named in errors about a missing pixel size
+    page: str
+    layout: str  # one phrase, for a message about a folder that is not this format
     index: Callable[[Path, str], SplitIndex]
-    read_annotation: Callable[[Path], Landmarks]  # symbol -> (x, y); raises DataError
-    pixel_sizes: Callable[[Path, Sequence[str]], dict[str, float]]  # may lack some ids
+    landmarks: Callable[[Path], tuple[str, ...]]
 
-    def annotation_file(self, folder: Path, ceph_id: str) -> Path:
-        return folder / f"{ceph_id}{self.annotation_suffix}"
 
-    def to_array(self, marks: Mapping[str, tuple[float, float]], path: Path) -> np.ndarray:
-        """(K, 2) coordinates in symbol order; absent symbols are NaN, unknown ones an error."""
-        unknown = sorted(set(marks) - set(self.symbols))
-        if unknown:
-            raise DataError(f"{path}: unknown landmark symbol {unknown[0]!r}")
-        return np.array([marks.get(s, (math.nan, math.nan)) for s in self.symbols], dtype=float)
+def to_array(
+    marks: Mapping[str, tuple[float, float]], symbols: Sequence[str], where: str
+) -> np.ndarray:
+    """(K, 2) coordinates in ``symbols`` order; absent symbols are NaN, unknown ones an error."""
+    unknown = sorted(set(marks) - set(symbols))
+    if unknown:
+        raise DataError(f"{where}: unknown landmark symbol {unknown[0]!r}")
+    return np.array([marks.get(s, (math.nan, math.nan)) for s in symbols], dtype=float)
 
 
 def find_dir(parent: Path, name: str) -> Path:
@@ -127,15 +176,15 @@ def verify_image(path: Path) -> tuple[int, int]:
 
 
 def check_inside(
-    xy: np.ndarray, size: tuple[int, int], symbols: Sequence[str], path: Path, image: Path
+    xy: np.ndarray, size: tuple[int, int], symbols: Sequence[str], where: str, image: Path
 ) -> None:
-    """Every annotated landmark of ``path`` lies on its ``image`` (missing ones are NaN)."""
+    """Every annotated landmark (read from ``where``) lies on its ``image`` (missing: NaN)."""
     width, height = size
     for symbol, (x, y) in zip(symbols, xy, strict=True):
         if math.isnan(x) or math.isnan(y):
             continue
         if not (0 <= x < width and 0 <= y < height):
             raise DataError(
-                f"{path}: landmark {symbol!r} must lie inside the {width}x{height} image "
+                f"{where}: landmark {symbol!r} must lie inside the {width}x{height} image "
                 f"{image.name}, got ({x:g}, {y:g})"
             )

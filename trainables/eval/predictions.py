@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from trainables.data import aariz
-from trainables.data.formats import get_format, load_split
+from trainables.data import aariz, formats
+from trainables.data.records import to_array
 from trainables.errors import DataError
 from trainables.eval.metrics import per_landmark, radial_errors, summarize
 
@@ -31,11 +31,10 @@ def write_prediction(path: Path, ceph_id: str, xy: np.ndarray, symbols: tuple[st
     Path(path).write_text(json.dumps(doc, indent=1))
 
 
-def read_prediction(path: Path, fmt: str) -> np.ndarray:
-    """(K, 2) predicted coordinates; every landmark of the format must be present."""
-    reader = get_format(fmt)
-    marks = reader.to_array(aariz.read_annotation(path), path)
-    missing = [s for s, p in zip(reader.symbols, marks, strict=True) if math.isnan(p[0])]
+def read_prediction(path: Path, names: tuple[str, ...]) -> np.ndarray:
+    """(K, 2) predicted coordinates; every landmark of the dataset must be present."""
+    marks = to_array(aariz.read_annotation(path), names, str(path))
+    missing = [s for s, p in zip(names, marks, strict=True) if math.isnan(p[0])]
     if missing:
         raise DataError(f"{path}: prediction lacks landmark {missing[0]!r}")
     return marks
@@ -51,13 +50,14 @@ def score_predictions(
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder missing")
-    records = load_split(root, split, annotator, fmt)
+    records = formats.load_split(root, split, annotator, fmt)
+    names = formats.symbols(fmt, root)
     preds = []
     for record in records:
         path = pred_dir / f"{record.ceph_id}.json"
         if not path.is_file():
             raise DataError(f"{path}: no prediction for image {record.ceph_id!r} of {split}")
-        preds.append(read_prediction(path, fmt))
+        preds.append(read_prediction(path, names))
     truth = np.stack([r.landmarks for r in records])
     sizes = np.array([r.pixel_size for r in records])
     errors = radial_errors(np.stack(preds), truth, sizes)
@@ -68,5 +68,5 @@ def score_predictions(
         "images": len(records),
         "unmatched_predictions": len(extra),
         **summarize(errors),
-        "per_landmark": per_landmark(errors, get_format(fmt).symbols),
+        "per_landmark": per_landmark(errors, names),
     }

@@ -63,10 +63,13 @@ def test_init_without_a_gpu_writes_a_cpu_study(project, dataset, capsys):
     "args, expect",
     [
         (["init", "nowhere"], "nowhere: dataset folder missing"),
-        (["init", "studies"], "not a dataset cephtune reads: expected the Aariz layout"),
+        (
+            ["init", "studies"],
+            "not a dataset cephtune reads: expected one of (aariz: train/, valid/",
+        ),
         (["init", "my_cephs", "--gpus", "1"], "give --gpu-memory GB too"),
         (["init", "my_cephs", "--name", "a b"], "--name 'a b'"),
-        (["init", "my_cephs", "--format", "coco"], "unknown dataset format 'coco'"),
+        (["init", "my_cephs", "--format", "dicom"], "unknown dataset format 'dicom'"),
         (["init", "my_cephs", "--gpus", "0"], "studies/my_cephs.yaml: exists; init never replaces"),
         (["init", "broken", "--gpus", "0"], "see python search.py data check"),
     ],

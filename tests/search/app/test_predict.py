@@ -99,7 +99,7 @@ def test_predict_writes_json_and_overlays(registry, tmp_path):
         doc = json.loads((out / f"{path.stem}.json").read_text())
         assert doc["ceph_id"] == path.stem
         assert "pixel_size_mm" not in doc, "a pixel size is never invented"
-        xy = read_prediction(out / f"{path.stem}.json", "aariz")
+        xy = read_prediction(out / f"{path.stem}.json", symbols("aariz"))
         assert xy.shape == (29, 2)
         np.testing.assert_allclose(xy, want, atol=0.006)  # the JSON rounds to 0.01 px
         with Image.open(out / f"{path.stem}.png") as im:
@@ -114,7 +114,7 @@ def test_predict_with_tta_merges_the_transforms(registry, tmp_path):
     assert np.abs(merged - plain).max() > 0.01  # the untrained model is not equivariant
     for path, want in zip(images, merged, strict=True):
         np.testing.assert_allclose(
-            read_prediction(tmp_path / f"{path.stem}.json", "aariz"), want, atol=0.006
+            read_prediction(tmp_path / f"{path.stem}.json", symbols("aariz")), want, atol=0.006
         )
 
 
@@ -243,5 +243,5 @@ def test_exported_pt2_model_predicts_the_same(registry, tmp_path):
     predict(f"models:/tiny_pt2/{info.registered_model_version}", images, tmp_path, None, False)
     expected = predict_images(model, images, SIZE)
     for path, want in zip(images, expected, strict=True):
-        got = read_prediction(tmp_path / f"{path.stem}.json", "aariz")
+        got = read_prediction(tmp_path / f"{path.stem}.json", symbols("aariz"))
         np.testing.assert_allclose(got, want, atol=0.006)

@@ -81,7 +81,10 @@ STUDY_CASES = [
     ("metric: accuracy\n", "metric must be one of"),
     ("resources: {cpu: 0}\n", "resources.cpu must be > 0"),
     ("resources: {gpus: 1}\n", "unknown key 'resources.gpus' (did you mean 'gpu'?)"),
-    ("dataset: {format: coco}\n", "dataset.format must be one of synthetic, aariz, isbi"),
+    (
+        "dataset: {format: dicom}\n",
+        "dataset.format must be one of synthetic, aariz, isbi, coco, csv",
+    ),
     ("dataset: {format: aariz}\n", "missing required key 'dataset.root'"),
     ("dataset: {format: synthetic, size: [64]}\n", "dataset.size must be [width, height]"),
     ("space: nowhere.yaml\n", "nowhere.yaml: file not found"),

@@ -77,5 +77,5 @@ def test_missing_csv_id_and_folder_are_reported(synth, tmp_path):
     assert report.counts == {"train": 4, "test": 1}
     assert any("valid: folder missing" in e for e in report.errors)
     assert any("no pixel size for id 'synth00005'" in e for e in report.errors)
-    with pytest.raises(ConfigError, match="known: aariz, isbi"):
+    with pytest.raises(ConfigError, match="known: aariz, coco, csv, isbi"):
         check_dataset(root, "nope")

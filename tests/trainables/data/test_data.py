@@ -59,7 +59,9 @@ def copy_tree(src: Path, dst: Path) -> Path:
 def test_symbols_and_unknown_format():
     assert symbols("aariz") == AARIZ_SYMBOLS and len(symbols("aariz")) == 29
     assert symbols("isbi") == ISBI_SYMBOLS and len(symbols("isbi")) == 19
-    with pytest.raises(ConfigError, match="unknown dataset format 'x'; known: aariz, isbi"):
+    with pytest.raises(
+        ConfigError, match="unknown dataset format 'x'; known: aariz, coco, csv, isbi"
+    ):
         symbols("x")
     with pytest.raises(ConfigError, match="unknown dataset format"):
         load_split(".", "train", "mean", fmt="x")

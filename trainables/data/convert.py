@@ -1,0 +1,30 @@
+"""``data convert``: a dataset rewritten in the COCO keypoints or CSV format, images copied.
+
+Every split is read as training reads it (``load_split``, with the image checks), so what is
+written is what a study would have learned from; two annotators become their ``annotator``
+choice (the mean by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainables.data import coco, csv_table
+from trainables.data.formats import load_split, symbols
+from trainables.data.records import SPLITS
+from trainables.errors import ConfigError
+
+WRITERS = {"coco": coco.write_split, "csv": csv_table.write_split}
+
+
+def convert(src: Path, fmt: str, out: Path, to: str, annotator: str = "mean") -> dict[str, int]:
+    """Images per split written to ``out`` (which must not exist yet) in format ``to``."""
+    if to not in WRITERS:
+        raise ConfigError(f"--to {to!r}: cephtune writes {', '.join(WRITERS)}")
+    if out.exists():
+        raise ConfigError(f"{out}: exists; convert writes a new folder")
+    names = symbols(fmt, src)
+    splits = {s: load_split(src, s, annotator, fmt, verify=True) for s in SPLITS}
+    for split, records in splits.items():
+        WRITERS[to](out, split, records, names)
+    return {s: len(r) for s, r in splits.items()}
