@@ -4,11 +4,11 @@ The keys are ``search.studyfiles.study_schema``'s (``studies/*.yaml``)::
 
     name: quickstart                  # letters, digits, - _ . ; names the Optuna study
     dataset:
-      format: synthetic               # synthetic | aariz | isbi
+      format: synthetic               # synthetic | aariz | isbi | coco | csv
       n: 160                          # synthetic: image count (70/15/15 split)
       size: [386, 480]                # synthetic: width height in pixels
       seed: 0                         # synthetic: generator seed
-      # root: /data/Aariz             # aariz, isbi: the dataset folder
+      # root: /data/Aariz             # aariz, isbi, coco, csv: the dataset folder
       annotator: mean                 # senior | junior | mean
     space: ../spaces/quickstart.yaml
     metric: mre_mm

@@ -108,7 +108,7 @@ class StudyFile(_File):
     ]
     dataset: Annotated[
         Union[SyntheticDataset, FolderDataset],  # noqa: UP007
-        Field(discriminator="format", description="synthetic | aariz | isbi"),
+        Field(discriminator="format", description="synthetic | aariz | isbi | coco | csv"),
     ]
     space: NonEmpty = Field(description="the space file (relative to the study file)")
     metric: Literal[METRICS] = Field("mre_mm", description="what the search optimises")

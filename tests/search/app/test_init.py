@@ -107,3 +107,12 @@ def test_init_reads_the_gpus_from_nvidia_smi(project, dataset, monkeypatch, caps
     space = yaml.safe_load((project / "spaces" / "my_cephs.yaml").read_text())
     limits = space["params"]["batch_size"]
     assert [limits["high"]] + [c["high"] for c in limits["cases"]] == [32, 16, 6]
+
+
+@pytest.mark.parametrize("to", ["coco", "csv"])
+def test_init_reads_a_coco_or_csv_dataset_and_its_landmark_names(project, dataset, to, capsys):
+    assert main(["data", "convert", "my_cephs", f"mine_{to}", "--to", to]) == 0
+    assert main(["init", f"mine_{to}", "--gpus", "0"]) == 0
+    assert f"{to}, 29 landmarks, train 8 / valid 2 / test 2 images" in capsys.readouterr().out
+    spec = load_study(project / "studies" / f"mine_{to}.yaml")
+    assert (spec.dataset.format, spec.dataset.root) == (to, str(project / f"mine_{to}"))
