@@ -88,8 +88,8 @@ MEANING: dict[str, str] = {
     "num_threads": "torch threads of a run (a study sets it from `resources.cpu`)",
     "data_dir": "the dataset folder (relative to a training config; a study sets it)",
     "dataset_format": (
-        "the dataset's reader: `aariz` | `isbi` | `coco` | `csv` (a study sets it; synthetic data is "
-        "written in the Aariz layout)"
+        "the dataset's reader: `aariz` | `isbi` | `coco` | `csv` (a study sets it; synthetic "
+        "data is written in the Aariz layout)"
     ),
     "annotator": (
         "the ground truth: `senior` | `junior` | `mean` (a study sets it from `dataset.annotator`)"
