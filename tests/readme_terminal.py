@@ -96,6 +96,7 @@ class Terminal:
     env: dict[str, str]
     background: list[subprocess.Popen] = field(default_factory=list)
     outputs: dict[int, str] = field(default_factory=dict)  # stdout of each block, by line
+    errors: dict[int, str] = field(default_factory=dict)  # and its stderr
     failed: str | None = None
 
     def script(self, block: Block, keep_env: Path | None = None) -> list[str]:
@@ -109,6 +110,7 @@ class Terminal:
             capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
         )  # fmt: skip
         self.outputs[block.line] = result.stdout
+        self.errors[block.line] = result.stderr
         if result.returncode != 0:
             raise AssertionError(
                 f"README.md:{block.line} exited with {result.returncode}:\n{block.code}\n"

@@ -15,6 +15,12 @@ An HTML comment right above a block tells this harness what else to do with it:
   has a finished trial, as a crash or a reboot would.
 - ``<!-- readme-test: serve URL -->``: a server; run in the background until URL answers, and
   stopped when the module ends.
+- ``<!-- readme-test: given DIR in FORMAT, FORMAT and the ImageNet weights in the cache -->``:
+  a user's own dataset. The block's section runs once per FORMAT, each time in a terminal of
+  its own (a fresh copy and home, the project's environment active as the walkthrough left
+  it) in which a small dataset in that format is at DIR and the
+  Hugging Face cache holds weights for the backbones (written by the test, not downloaded:
+  what a user who ran a study before has there).
 
 Each ``## `` section with runnable blocks is one test, in README order; a section's checks
 (below) look at what its commands left, the way a user would, through Optuna and MLflow. A
@@ -40,6 +46,7 @@ README = REPO / "README.md"
 # A new login shell's PATH on Debian: nothing of this runner's (pyenv, the suite's .venv).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL = re.compile(r"kill -9 when study (\S+) in (\S+) has a finished trial")
+GIVEN = re.compile(r"given (\S+) in ([\w, ]+) and the ImageNet weights in the cache")
 
 
 BLOCKS = readme_blocks(README.read_text())
@@ -50,23 +57,28 @@ def test_every_shell_block_runs_or_says_why_not():
     assert BLOCKS, "no shell blocks found in README.md"
     for block in BLOCKS:
         d = block.directive
-        known = d == "" or d.startswith(("skip: ", "serve http")) or KILL.fullmatch(d)
+        known = d == "" or d.startswith(("skip: ", "serve http"))
+        known = known or KILL.fullmatch(d) or GIVEN.fullmatch(d)
         assert known, f"README.md:{block.line}: unknown readme-test directive {d!r}"
         if d.startswith("skip: "):
             assert len(d) > len("skip: ") + 10, f"README.md:{block.line}: say why it is skipped"
 
 
-@pytest.fixture(scope="module")
-def terminal(tmp_path_factory):
+def new_terminal(base: Path) -> Terminal:
+    """A new user's terminal in a fresh copy of the repository under ``base``."""
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("the README harness copies a git checkout's files; this is not one")
     if not (REPO / ".venv" / "bin" / "python").exists():
         pytest.skip("the README's commands use the project's .venv (make test creates it)")
-    base = tmp_path_factory.mktemp("readme")
     root = fresh_copy(Path(base / "cephtune"))
     (base / "home").mkdir()
     env = {"PATH": SYSTEM_PATH, "HOME": str(base / "home"), "LANG": "C.UTF-8", "USER": "cephtune"}
-    shell = Terminal(root, env)
+    return Terminal(root, env)
+
+
+@pytest.fixture(scope="module")
+def terminal(tmp_path_factory):
+    shell = new_terminal(tmp_path_factory.mktemp("readme"))
     yield shell
     shell.stop()
 
@@ -176,7 +188,29 @@ def check_scaling_out(terminal: Terminal) -> None:
     assert f"MLflow UI:        {server} (the MLflow tracking server)" in resumed
 
 
+def check_your_data(terminal: Terminal, folder: str, fmt: str) -> None:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    root = terminal.root
+    out = stdout_of(terminal, SECTION_YOURS, "init my_data --trials")
+    (start,) = [
+        b for b in BLOCKS if b.section == SECTION_YOURS and "init my_data --trials" in b.code
+    ]
+    assert "Unexpected keys" not in terminal.errors[start.line]  # timm's, for the head it drops
+    assert f"Dataset {root / folder}: {fmt}, 29 landmarks, train 8 / valid 2 / test 2" in out
+    study = optuna.load_study(study_name="my_data-try", storage=optuna_url(root))
+    check_records(study, trial_runs(root, "my_data-try"), 4, mlflow_url(root))
+    client = MlflowClient(mlflow_url(root))
+    champion = client.get_model_version_by_alias("my_data-try", "champion")
+    trial = client.get_run(champion.run_id).data.params
+    assert trial.get("pretrained") == "True" and trial.get("dataset_format") == fmt, trial
+    final = json.loads((root / "studies/my_data-try/final/test_metrics.json").read_text())
+    assert final["images"] == 2
+
+
 SECTION_WALK = "Walkthrough: from a study to predictions"
+SECTION_YOURS = "Your data on your GPUs"
 SECTION_SCALING = "Scaling out"
 CHECKS = {SECTION_WALK: check_walkthrough, SECTION_SCALING: check_scaling_out}
 
@@ -186,8 +220,56 @@ def test_the_checked_sections_exist():
         assert section in SECTIONS, f"README.md has no section {section!r} with shell blocks"
 
 
+def given(section: str) -> tuple[str, list[str]] | None:
+    """(folder, formats) of the section's ``given`` directive, if it has one."""
+    for block in (b for b in BLOCKS if b.section == section):
+        match = GIVEN.fullmatch(block.directive)
+        if match:
+            return match[1], [f.strip() for f in match[2].split(",")]
+    return None
+
+
+def write_hub_weights(home: Path, backbones: list[str]) -> None:
+    """Random weights for ``backbones`` where timm looks first, the Hugging Face cache."""
+    import timm
+    from safetensors.torch import save_file
+
+    for name in backbones:
+        repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+        folder = home / ".cache/huggingface/hub" / f"models--{repo.replace('/', '--')}"
+        revision = "0" * 40
+        (folder / "snapshots" / revision).mkdir(parents=True)
+        state = timm.create_model(name, pretrained=False).state_dict()
+        save_file(state, folder / "snapshots" / revision / "model.safetensors")
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text(revision)
+
+
+def run_given_section(section: str, base: Path, terminal: Terminal) -> None:
+    from trainables.data.convert import convert
+    from trainables.data.synth import SynthSpec, write_dataset
+
+    folder, formats = given(section)
+    terminal.stop()  # the walkthrough's servers: this section's dashboard takes the same port
+    source = write_dataset(SynthSpec(n=12, width=160, height=200, seed=5), base / "source")
+    for fmt in formats:
+        shell = new_terminal(base / fmt)
+        venv = shell.root / ".venv"  # active, as the walkthrough left the user's terminal
+        shell.env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv}/bin:{SYSTEM_PATH}")
+        try:
+            convert(source, "aariz", shell.root / folder, fmt)
+            write_hub_weights(Path(shell.env["HOME"]), ["hrnet_w18", "hrnet_w32"])
+            run_section(shell, section)
+            check_your_data(shell, folder, fmt)
+        finally:
+            shell.stop()
+        terminal.failed = shell.failed
+
+
 @pytest.mark.parametrize("section", SECTIONS)
-def test_readme_section(section, terminal, request):
+def test_readme_section(section, terminal, request, tmp_path):
+    if given(section):
+        return run_given_section(section, tmp_path, terminal)
     if section == SECTION_SCALING:  # needs a PostgreSQL server, as the section says
         server = request.getfixturevalue("postgres")
         terminal.env.update(server.env)

@@ -62,7 +62,20 @@ def batch_limit(size: int, machine: Machine) -> int:
     return max(2, min(MAX_BATCH, 2 * math.floor(scaled / 2)))
 
 
-def space_text(machine: Machine) -> str:
+def grace_period(epochs: int) -> int:
+    """The first rung a sixth of the schedule after each trial's warmup."""
+    return max(1, epochs // 6)
+
+
+def warmup_line(epochs: int) -> str:
+    """The guides' 2 to 5 warmup epochs, cut so that the first rung fits after the longest."""
+    high = min(5, epochs - grace_period(epochs))
+    if high < 2:
+        return f"  warmup_epochs: {max(0, high)}\n"  # fixed: a schedule too short to search it
+    return f"  warmup_epochs: {{type: int, low: 2, high: {high}}}\n"
+
+
+def space_text(machine: Machine, epochs: int) -> str:
     if not machine.gpus:
         sizes = [128, 256]  # a CPU trains the small end of the guides' sizes in reasonable time
     else:
@@ -89,15 +102,16 @@ def space_text(machine: Machine) -> str:
         + "  batch_size:\n"
         f"    type: int\n    low: 2\n    high: {top}\n    step: 2\n"
         + (f"    cases:\n{cases}" if cases else "")
-        + "  warmup_epochs: {type: int, low: 2, high: 5}\n"
-        "fixed:\n  model: hrnet\n  loss: adaptive_wing\n  pretrained: true\n"
+        + (warmup_line(epochs) if "type" in warmup_line(epochs) else "")
+        + "fixed:\n  model: hrnet\n  loss: adaptive_wing\n  pretrained: true\n"
+        + ("" if "type" in warmup_line(epochs) else warmup_line(epochs))
     )
 
 
 def study_text(name: str, fmt: str, root: Path, machine: Machine, trials: int, epochs: int) -> str:
     cpu = max(1, min(8, machine.cpus // max(1, machine.gpus)))
     at_once = machine.gpus or max(1, machine.cpus // cpu)
-    grace = max(1, epochs // 6)
+    grace = grace_period(epochs)
     return (
         "# yaml-language-server: $schema=study.schema.json\n"
         f"# Written by `search.py init` for {root}.\n"
@@ -145,7 +159,7 @@ def init(layout: Layout, root: Path, fmt: str, name: str | None, machine: Machin
         if path.exists():
             raise ConfigError(f"{path}: exists; init never replaces a file (give --name)")
     texts = {
-        space: space_text(machine),
+        space: space_text(machine, epochs),
         study: study_text(name, fmt, root, machine, trials, epochs),
     }
     for path, text in texts.items():

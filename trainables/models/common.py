@@ -3,6 +3,9 @@ the heatmap layer at the configured stride (``heatmap_layer``)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,24 @@ import torch
 from torch import nn
 
 from trainables.errors import ConfigError, first_line
+
+
+@contextlib.contextmanager
+def _expected_keys_unlogged() -> Iterator[None]:
+    """Without timm's "Unexpected keys ... found while loading pretrained weights" warning: a
+    ``features_only`` encoder leaves out the classifier's layers (HRNet: its incre, downsample
+    and final layers), so every ImageNet checkpoint has those keys to spare. Missing keys are
+    still logged."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unexpected keys (")
+
+    logger = logging.getLogger("timm.models._builder")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def timm_encoder(
@@ -57,7 +78,8 @@ def timm_encoder(
     elif not cfg.pretrained:
         return build(pretrained=False)
     try:
-        encoder = build(pretrained=True)
+        with _expected_keys_unlogged():
+            encoder = build(pretrained=True)
     except Exception as err:
         # Download, file, hub and checkpoint-format errors have no common base class.
         if overlay:
