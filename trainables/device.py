@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 
 from trainables.errors import ConfigError
+from trainables.gpu_env import check_gpu_isolation
 
 # Memory a CUDA process holds outside PyTorch's caching allocator (context, kernels, cuBLAS and
 # cuDNN handles), left out of a fractional trial's cap so that the packed trials' caps plus
@@ -32,6 +33,7 @@ def trial_device(gpu_share: float, gpu_ids: Sequence[str | int], cuda_available:
     GPU while it trains on CPU in fp32."""
     if gpu_share <= 0:
         return "cpu"
+    check_gpu_isolation(os.environ, "the trial's worker")
     if not gpu_ids or not cuda_available:
         ids = ", ".join(map(str, gpu_ids)) or "none"
         raise ConfigError(

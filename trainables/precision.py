@@ -42,9 +42,13 @@ def choose_precision(requested: str, device_type: str, native_bf16: bool) -> str
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether a CUDA ``device`` computes bf16 in hardware; False for a CPU, where bf16 autocast
+    """Whether a CUDA ``device`` computes bf16 in hardware (compute capability 8.0, Ampere, or
+    later), asked of that device, not of the current one; False for a CPU, where bf16 autocast
     is allowed when asked for (it is the tested stand-in for the GPU path)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cuda":
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
 
 
 def default_device() -> torch.device:

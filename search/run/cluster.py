@@ -3,6 +3,7 @@ nodes can hold a trial's resources at all (Ray would otherwise wait for them for
 
 from __future__ import annotations
 
+import os
 import socket
 
 import ray
@@ -10,6 +11,7 @@ import ray
 from search.process import prepare_driver
 from search.studyfiles.study import StudySpec
 from trainables.errors import ConfigError, first_line
+from trainables.gpu_env import check_gpu_isolation
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -49,6 +51,8 @@ def check_resources(spec: StudySpec, cpu_only: bool) -> float:
     unless the study says the cluster autoscales. A GPU study on a GPU-less cluster fails too."""
     wanted = spec.resources
     gpu = 0.0 if cpu_only else wanted.gpu
+    if gpu:
+        check_gpu_isolation(os.environ, spec.path)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     total_gpu = sum(n.get("GPU", 0) for n in nodes)
     if gpu and not total_gpu and not wanted.autoscaling:

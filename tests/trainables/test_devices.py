@@ -16,7 +16,7 @@ import torch
 from tests.helpers import REPO, tiny_study
 from trainables.device import CONTEXT_BYTES, memory_fraction, trial_device
 from trainables.errors import ConfigError
-from trainables.precision import choose_precision
+from trainables.precision import choose_precision, native_bf16
 
 GiB = 1 << 30
 
@@ -133,3 +133,18 @@ def test_on_a_gpu_node_trials_follow_their_resources(project, cache_dir):
     reason = trial.user_attrs["fail_reason"]
     assert reason.startswith("error: ConfigError: the trial was given 0.25 GPU (Ray GPU ids: 0)")
     assert "but CUDA is not available in its worker" in reason
+
+
+def test_bf16_support_is_asked_of_the_trials_device_not_the_current_one(monkeypatch):
+    """A Turing card (7.5) as GPU 0 beside an Ampere (8.0) as GPU 1: each answers for itself."""
+    capability = {0: (7, 5), 1: (8, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: capability[d.index])
+    assert native_bf16(torch.device("cuda:1")) and not native_bf16(torch.device("cuda:0"))
+    assert not native_bf16(torch.device("cpu"))
+
+
+def test_a_gpu_trial_refuses_a_ray_that_leaves_cuda_visible_devices_alone(monkeypatch):
+    monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(ConfigError, match="every trial would train on GPU 0"):
+        trial_device(0.25, ["1"], cuda_available=True)
+    assert trial_device(0, [], cuda_available=False) == "cpu"  # a CPU trial does not care

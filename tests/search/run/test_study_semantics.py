@@ -210,3 +210,16 @@ def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, cap
     assert "--cpu" in err and not (project / "studies" / "optuna.db").exists()
     assert main(["start", str(study_file), "--cpu"]) == 0
     assert optuna_study(project, "gpu").trials[0].state == TrialState.COMPLETE
+
+
+def test_gpu_study_refuses_a_ray_that_would_not_isolate_its_gpus(
+    project, ray_cluster, monkeypatch, capsys
+):
+    """Under RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES every trial would train on GPU 0."""
+    study_file = study_files(project, "noset", num_samples=1, max_epochs=1)
+    study_file.write_text(study_file.read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.5}"))
+    monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1 is set" in err and "GPU 0" in err
+    assert err.count("\n") == 1 and not (project / "studies" / "optuna.db").exists()
