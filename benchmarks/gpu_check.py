@@ -9,9 +9,11 @@
    steady-state samples/s and data wait, and the GPU memory each trial process held (from
    ``nvidia-smi``) against its share.
 
-Without CUDA it prints ``SKIP reason`` and exits 0. Each part has a time cap within the budget;
-the last line is ``RATIO ...`` (the benchmark's figures and the study's), or ``FAILED ...``
-with exit code 1.
+Without CUDA it prints ``SKIP reason`` and exits 0; with a GPU that ``nvidia-smi`` lists and
+torch cannot use (an old driver for its CUDA, a card older than its kernels), ``FAILED`` with
+the reason and the torch build that would, and exit code 1. Each part has a time cap within
+the budget; the last line is ``RATIO ...`` (the benchmark's figures and the study's), or
+``FAILED ...`` with exit code 1.
 """
 
 from __future__ import annotations
@@ -183,6 +185,12 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
+        from trainables.device import unusable_gpus
+
+        reason = unusable_gpus()
+        if reason:  # a GPU is there and torch cannot use it: that is a failure, not a skip
+            print(f"FAILED {reason}", flush=True)
+            return 1
         skip("CUDA is not available on this machine: make gpu-check needs a GPU")
         return 0
     deadline = time.monotonic() + BUDGET_S

@@ -169,3 +169,22 @@ def check_records(study, runs: list, num_samples: int, tracking_uri: str) -> Non
         history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "mre_mm")
         steps = [m.step for m in history]
         assert len(steps) == len(set(steps)), (trial.number, sorted(steps))
+
+
+def stand_in_nvidia_smi(
+    folder: Path, rows: str = "Tesla V100-SXM2-16GB, 16384, 535.104.05, 7.0"
+) -> Path:
+    """A folder holding an ``nvidia-smi`` that lists ``rows`` (name, MiB, driver, compute
+    capability; one line per GPU) for cephtune's query, and fails for any other: no machine
+    here has a GPU, and what the driver lists is what is tested."""
+    from trainables.gpu_env import QUERY
+
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "{QUERY} --format=csv,noheader,nounits" ] || exit 9\n'
+        f"printf '{rows.replace(chr(10), chr(92) + 'n')}\\n'\n"
+    )
+    fake.chmod(0o755)
+    return bin_dir

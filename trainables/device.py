@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 
 from trainables.errors import ConfigError
-from trainables.gpu_env import check_gpu_isolation
+from trainables.gpu_env import check_gpu_isolation, nvidia_gpus, unusable_reason
 
 # Memory a CUDA process holds outside PyTorch's caching allocator (context, kernels, cuBLAS and
 # cuDNN handles), left out of a fractional trial's cap so that the packed trials' caps plus
@@ -43,8 +43,22 @@ def trial_device(gpu_share: float, gpu_ids: Sequence[str | int], cuda_available:
     return "cuda"
 
 
+def unusable_gpus() -> str | None:
+    """Why torch cannot use the GPUs ``nvidia-smi`` lists (one line with the fix), or None when
+    it can, when none is listed, or when ``CUDA_VISIBLE_DEVICES`` is set empty (CPU on purpose)."""
+    if torch.cuda.is_available() or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return None
+    gpus = nvidia_gpus()
+    if not gpus:
+        return None
+    return unusable_reason(gpus, torch.__version__, torch.version.cuda, torch.cuda.get_arch_list())
+
+
 def cuda_detail() -> str:
     """Why this process has no usable CUDA, in a few words."""
+    reason = unusable_gpus()
+    if reason:
+        return reason
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is built without CUDA"
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from trainables.config import PRECISIONS
+from trainables.device import unusable_gpus
 from trainables.errors import ConfigError
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -53,8 +54,15 @@ def native_bf16(device: torch.device) -> bool:
 
 def default_device() -> torch.device:
     """CUDA when this process sees a GPU: the standalone ``train`` and ``promote`` paths. A Ray
-    trial uses ``trainables.device.trial_device`` instead, from the resources it was given."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    trial uses ``trainables.device.trial_device`` instead, from the resources it was given.
+    A GPU the driver lists but torch cannot use is refused with the reason, never passed over
+    for the CPU in silence (``CUDA_VISIBLE_DEVICES=`` asks for the CPU)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    reason = unusable_gpus()
+    if reason:
+        raise ConfigError(f"{reason}; or set CUDA_VISIBLE_DEVICES= to run on the CPU")
+    return torch.device("cpu")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from trainables.data.check import check_dataset
 from trainables.data.formats import detect, get_format
 from trainables.data.records import SPLITS
 from trainables.errors import ConfigError, DataError
+from trainables.gpu_env import nvidia_gpus
 
 # The guides' batch at 512 px on a 40 GB GPU with AMP, which the limits scale by memory and pixel
 # count (an estimate: not yet measured on a GPU, as spaces/frontier.yaml says).
@@ -42,12 +41,8 @@ class Machine:
 def read_machine(gpus: int | None, gpu_memory_gb: float | None) -> Machine:
     """The GPUs to plan for: the arguments where given, else what ``nvidia-smi`` lists."""
     cpus = os.cpu_count() or 1
-    found: list[float] = []
-    if shutil.which("nvidia-smi") and (gpus is None or gpu_memory_gb is None):
-        query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
-        done = subprocess.run(query, capture_output=True, text=True, timeout=30)
-        if done.returncode == 0:
-            found = [float(v) / 1024 for v in done.stdout.split() if v.strip()]
+    listed = nvidia_gpus() if gpus is None or gpu_memory_gb is None else ()
+    found = [gpu.memory_gb for gpu in listed]
     count = len(found) if gpus is None else gpus
     memory = (min(found) if found else 0.0) if gpu_memory_gb is None else gpu_memory_gb
     if count and not memory:

@@ -15,6 +15,7 @@ from trainables import artifacts, checkpoint
 from trainables.config import TrainConfig
 from trainables.data.formats import load_split
 from trainables.errors import ConfigError
+from trainables.precision import default_device
 from trainables.run import ensure_data
 from trainables.train import NonFiniteLoss, State, run_training, should_checkpoint
 
@@ -66,6 +67,7 @@ def train(
     ensure_data(cfg)
     for split in ("train", "valid", *cfg.train_on.split("+")):  # a broken file fails here,
         load_split(cfg.data_dir, split, cfg.annotator, fmt=cfg.dataset_format, verify=True)
+    default_device()  # a GPU that torch cannot use is refused before anything is written
     state = None
     if resume is not None:
         state = checkpoint.load(resume)

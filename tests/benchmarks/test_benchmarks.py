@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, stand_in_nvidia_smi
 
 pytestmark = pytest.mark.bench
 BENCHMARKS = [
@@ -101,3 +101,21 @@ def test_gpu_check_says_why_it_does_nothing_without_cuda(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == (
         "SKIP CUDA is not available on this machine: make gpu-check needs a GPU"
     )
+
+
+def test_gpu_check_fails_when_the_driver_lists_a_gpu_torch_cannot_use(tmp_path):
+    """A V100 on driver 535 beside torch built for CUDA 13 (driver 580, sm_75 and later)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: `make gpu-check` runs the real thing")
+    env = {**os.environ, "PATH": f"{stand_in_nvidia_smi(tmp_path)}:{os.environ['PATH']}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("FAILED nvidia-smi lists 1 GPU(s) (Tesla V100-SXM2-16GB, driver 535")
+    assert f"torch {torch.__version__} cannot use them" in last

@@ -11,6 +11,7 @@ import yaml
 
 from search.cli import main
 from search.studyfiles.study import load_study
+from tests.helpers import stand_in_nvidia_smi
 from trainables.data.synth import SynthSpec, write_dataset
 
 
@@ -91,14 +92,11 @@ def test_init_refuses_in_one_line_and_writes_nothing(project, dataset, args, exp
 def test_init_reads_the_gpus_from_nvidia_smi(project, dataset, monkeypatch, capsys):
     # No machine here has a GPU: a stand-in answers the query init makes, as the real one does
     # (MiB, one line per GPU; the smallest decides the batch limits).
-    bin_dir = project / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "nvidia-smi"
-    fake.write_text(
-        '#!/bin/sh\n[ "$1 $2" = "--query-gpu=memory.total --format=csv,noheader,nounits" ] '
-        "|| exit 9\nprintf '81559\\n40960\\n81559\\n'\n"
+    rows = "\n".join(
+        f"NVIDIA A100-SXM4-{gb}GB, {mib}, 580.65.06, 8.0"
+        for gb, mib in ((80, 81559), (40, 40960), (80, 81559))
     )
-    fake.chmod(0o755)
+    bin_dir = stand_in_nvidia_smi(project, rows)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     assert main(["init", "my_cephs"]) == 0
     assert "Machine: 3 GPU(s) of 40 GB (nvidia-smi)" in capsys.readouterr().out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from search.cli import main
-from tests.helpers import mlflow_url
+from tests.helpers import mlflow_url, stand_in_nvidia_smi
 from trainables.data.synth import SynthSpec, write_dataset
 
 
@@ -88,3 +90,23 @@ def test_a_config_that_selects_by_sdr_keeps_the_epoch_with_the_highest_sdr(
     sdr = [m.value for m in sorted(history, key=lambda m: m.step)]
     best = checkpoint.load(project / "runs" / "sdr" / "best.pt")
     assert best["epoch"] == 1 + sdr.index(max(sdr)) and best["best"] == pytest.approx(max(sdr))
+
+
+def test_train_refuses_a_gpu_torch_cannot_use_rather_than_take_the_cpu(
+    project, config_file, monkeypatch, capsys
+):
+    """The driver lists a V100 (driver 535) and this torch cannot use it: one line with the
+    fix, nothing trained; ``CUDA_VISIBLE_DEVICES=`` asks for the CPU, and gets it."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is here: the GPU is usable")
+    monkeypatch.setenv("PATH", f"{stand_in_nvidia_smi(project)}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert main(["train", str(config_file), "--out", str(project / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nvidia-smi lists 1 GPU(s) (Tesla V100-SXM2-16GB" in err
+    assert "or set CUDA_VISIBLE_DEVICES= to run on the CPU" in err
+    assert not (project / "out" / "last.pt").exists()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert main(["train", str(config_file), "--out", str(project / "out")]) == 0
