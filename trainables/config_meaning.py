@@ -67,9 +67,10 @@ MEANING: dict[str, str] = {
         "competes for the trial's cores), min(4, the trial's CPUs) on CUDA"
     ),
     "cpu_memory_gb": (
-        "address space (GiB) the training epochs may add to the built run (`RLIMIT_AS` of the "
-        "trial's process, lifted afterwards): a configuration too large for the machine fails "
-        "fast as `oom: …` instead of swapping or meeting the kernel's OOM killer"
+        "host memory (GiB) the training epochs may add to the built run (`RLIMIT_DATA` of the "
+        "trial's process, its private writable memory, lifted afterwards; not the address "
+        "space, which CUDA reserves far beyond its use): a configuration too large for the "
+        "machine fails fast as `oom: …` instead of swapping or meeting the kernel's OOM killer"
     ),
     "best_metric": (
         "the valid metric whose best epoch the best checkpoint keeps (`promote` writes the "
