@@ -64,8 +64,12 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     counted = torch.zeros((), device=device)
     nonfinite = torch.zeros((), dtype=torch.long, device=device)
     streak = torch.full((), run.nonfinite_streak, dtype=torch.long, device=device)
+    # Throughput and data wait are steady-state figures: from the end of the first step on, so
+    # that the iterator reset, the workers' start-up and the first batch (and on CUDA the first
+    # kernels' set-up) are left out. An epoch of one step reports that step alone, its fetch
+    # left out.
     count, waited, steps = 0, 0.0, 0
-    start = time.perf_counter()
+    start = first_fetched = 0.0
     batches = iter(run.loader)
     while True:
         fetch = time.perf_counter()
@@ -73,7 +77,10 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
             images, coords, _ = next(batches)
         except StopIteration:
             break
-        waited += time.perf_counter() - fetch
+        if steps:
+            waited += time.perf_counter() - fetch
+        else:
+            first_fetched = time.perf_counter()
         images = run.precision.batch(images)
         value = train_step(run, loss_fn, images, coords.to(device, non_blocking=True))
         finite = torch.isfinite(value)
@@ -81,8 +88,13 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
         counted += finite * len(images)
         nonfinite += ~finite
         streak = torch.where(finite, 0, streak + 1)
-        count += len(images)
         steps += 1
+        if steps == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # once an epoch: the clock starts after the first step
+            first, start = len(images), time.perf_counter()
+        else:
+            count += len(images)
         if steps % check_every == 0:
             check_finite(int(streak.item()), patience, run.epoch)
             if on_step is not None:
@@ -90,6 +102,8 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    if steps == 1:
+        count, elapsed = first, start - first_fetched
     run.nonfinite_streak = int(streak.item())
     check_finite(run.nonfinite_streak, patience, run.epoch)
     if steps and counted.item() == 0:
@@ -97,8 +111,8 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     return {
         "train_loss": (total / counted.clamp(min=1)).item(),
         "nonfinite_steps": int(nonfinite.item()),
-        "samples_per_s": count / elapsed,
-        "data_wait_frac": waited / elapsed,
+        "samples_per_s": count / elapsed if steps else 0.0,
+        "data_wait_frac": waited / elapsed if steps else 0.0,
     }
 
 
