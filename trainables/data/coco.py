@@ -10,7 +10,6 @@ import json
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ from PIL import Image
 
 from trainables.data.records import (
     IMAGE_SUFFIXES,
-    ONE_ANNOTATION,
-    AnnotationTable,
     DatasetFormat,
+    DeclaredSplit,
     Landmarks,
     Record,
     SplitIndex,
@@ -30,16 +28,6 @@ from trainables.errors import DataError
 ANNOTATIONS = "annotations"  # ROOT/annotations/<split>.json
 IMAGES = "images"  # file_name is relative to ROOT/images/
 NAMES_FROM = "train"  # the split whose file declares the landmark names every split shares
-
-
-@dataclass(frozen=True)
-class SplitFile:
-    """One parsed split file."""
-
-    names: tuple[str, ...]
-    images: list[tuple[str, Path]]
-    marks: dict[str, Landmarks]
-    spacing: dict[str, float]
 
 
 def split_file(root: Path, split: str) -> Path:
@@ -56,27 +44,18 @@ def landmarks(root: Path | None) -> tuple[str, ...]:
 def index(root: Path, split: str) -> SplitIndex:
     """The images of ``split`` from ``annotations/<split>.json``, which must declare the same
     landmarks as the train split's file."""
-    path = split_file(root, split)
-    found = parse(path, root)
-    if split != NAMES_FROM:
-        names = landmarks(root)
-        if found.names != names:
-            raise DataError(
-                f"{path}: categories[0].keypoints must be the {len(names)} names of "
-                f"{split_file(root, NAMES_FROM)}, in its order"
-            )
-    return SplitIndex(
-        found.images,
-        {ONE_ANNOTATION: AnnotationTable(path, found.marks)},
-        lambda: dict(found.spacing),
-        f"{path} (images[].spacing)",
+    path, names = split_file(root, split), landmarks(root)
+    mismatch = (
+        f": categories[0].keypoints must be the {len(names)} names of "
+        f"{split_file(root, NAMES_FROM)}, in its order"
     )
+    return parse(path, root).index(path, names, mismatch, "images[].spacing")
 
 
-_PARSED: dict[tuple[Path, int, int], SplitFile] = {}  # by (path, mtime, size): parsed once
+_PARSED: dict[tuple[Path, int, int], DeclaredSplit] = {}  # by (path, mtime, size): parsed once
 
 
-def parse(path: Path, root: Path) -> SplitFile:
+def parse(path: Path, root: Path) -> DeclaredSplit:
     """The split file at ``path``, checked; every problem is a ``DataError`` naming the key."""
     try:
         stat = path.stat()
@@ -106,7 +85,7 @@ def _load(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _parse(path: Path, doc: dict[str, Any], folder: Path) -> SplitFile:
+def _parse(path: Path, doc: dict[str, Any], folder: Path) -> DeclaredSplit:
     names = _names(path, doc["categories"])
     images: dict[Any, tuple[str, Path]] = {}
     spacing: dict[str, float] = {}
@@ -128,7 +107,7 @@ def _parse(path: Path, doc: dict[str, Any], folder: Path) -> SplitFile:
         if ceph_id in marks:
             raise DataError(f"{where}: a second annotation of image {ceph_id!r} (one per image)")
         marks[ceph_id] = _keypoints(where, item.get("keypoints"), names)
-    return SplitFile(names, sorted(images.values()), marks, spacing)
+    return DeclaredSplit(names, sorted(images.values()), marks, spacing)
 
 
 def _names(path: Path, categories: list[Any]) -> tuple[str, ...]:

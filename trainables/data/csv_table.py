@@ -10,14 +10,12 @@ import csv
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from trainables.data.records import (
     IMAGE_SUFFIXES,
-    ONE_ANNOTATION,
-    AnnotationTable,
     DatasetFormat,
+    DeclaredSplit,
     Landmarks,
     Record,
     SplitIndex,
@@ -27,14 +25,6 @@ from trainables.errors import DataError
 IMAGES = "images"  # the file column is relative to ROOT/images/
 FILE, PIXEL_SIZE = "file", "pixel_size"  # the first two columns; then NAME_x, NAME_y per landmark
 NAMES_FROM = "train"  # the split whose header declares the landmark names every split shares
-
-
-@dataclass(frozen=True)
-class SplitTable:
-    names: tuple[str, ...]
-    images: list[tuple[str, Path]]
-    marks: dict[str, Landmarks]
-    pixel_sizes: dict[str, float]
 
 
 def split_file(root: Path, split: str) -> Path:
@@ -52,24 +42,16 @@ def index(root: Path, split: str) -> SplitIndex:
     """The images of ``split`` from ``<split>.csv``, whose header must name the train split's
     landmarks in its order."""
     path = split_file(root, split)
-    found = parse(path, root)
-    if split != NAMES_FROM and found.names != landmarks(root):
-        raise DataError(
-            f"{path}:1: the landmark columns must be those of {split_file(root, NAMES_FROM)}, "
-            "in its order"
-        )
-    return SplitIndex(
-        found.images,
-        {ONE_ANNOTATION: AnnotationTable(path, found.marks)},
-        lambda: dict(found.pixel_sizes),
-        f"{path} (column {PIXEL_SIZE})",
+    mismatch = (
+        f":1: the landmark columns must be those of {split_file(root, NAMES_FROM)}, in its order"
     )
+    return parse(path, root).index(path, landmarks(root), mismatch, f"column {PIXEL_SIZE}")
 
 
-_PARSED: dict[tuple[Path, int, int], SplitTable] = {}
+_PARSED: dict[tuple[Path, int, int], DeclaredSplit] = {}
 
 
-def parse(path: Path, root: Path) -> SplitTable:
+def parse(path: Path, root: Path) -> DeclaredSplit:
     """The table at ``path``, checked; every problem is a ``DataError`` naming line and column."""
     try:
         stat = path.stat()
@@ -107,7 +89,7 @@ def _names(path: Path, header: list[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _parse(path: Path, rows: list[list[str]], folder: Path) -> SplitTable:
+def _parse(path: Path, rows: list[list[str]], folder: Path) -> DeclaredSplit:
     if not rows:
         raise DataError(f"{path}: empty (a header, then one row per image)")
     names = _names(path, [c.strip() for c in rows[0]])
@@ -135,7 +117,7 @@ def _parse(path: Path, rows: list[list[str]], folder: Path) -> SplitTable:
         images[ceph_id] = image
         sizes[ceph_id] = _number(path, line, PIXEL_SIZE, row[1], positive=True)
         marks[ceph_id] = _marks(path, line, names, row[2:])
-    return SplitTable(names, sorted(images.items()), marks, sizes)
+    return DeclaredSplit(names, sorted(images.items()), marks, sizes)
 
 
 def _marks(path: Path, line: int, names: tuple[str, ...], cells: list[str]) -> Landmarks:

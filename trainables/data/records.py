@@ -101,6 +101,29 @@ class SplitIndex:
 
 
 @dataclass(frozen=True)
+class DeclaredSplit:
+    """One split of a format that lists a split per file and declares its landmark names
+    there (COCO, CSV): the names, the images sorted by id, their landmarks and pixel sizes."""
+
+    names: tuple[str, ...]
+    images: list[tuple[str, Path]]
+    marks: dict[str, Landmarks]
+    pixel_sizes: dict[str, float]
+
+    def index(self, path: Path, names: tuple[str, ...], mismatch: str, sizes: str) -> SplitIndex:
+        """The split of the file at ``path``, whose names must be ``names`` (the train split's;
+        ``mismatch`` is the error otherwise); ``sizes`` says where its pixel sizes are."""
+        if self.names != names:
+            raise DataError(f"{path}{mismatch}")
+        return SplitIndex(
+            self.images,
+            {ONE_ANNOTATION: AnnotationTable(path, self.marks)},
+            lambda: dict(self.pixel_sizes),
+            f"{path} ({sizes})",
+        )
+
+
+@dataclass(frozen=True)
 class DatasetFormat:
     """One dataset layout: how to index a split and where its landmark names come from.
 
