@@ -29,6 +29,10 @@ WEIGHTS = "model"
 EPOCH = "epoch"
 BEST = "best"
 CONFIG = "config"
+# The micro-batch a run trains with (its batch size until a step ran out of memory): saved, so
+# that a resumed run does not run out again, and reported with every epoch's metrics.
+MICRO_BATCH = "micro_batch"
+GRAD_ACCUMULATION = "grad_accumulation"  # its passes per optimiser step, reported with it
 
 
 def natural_mode(metric: str) -> str:

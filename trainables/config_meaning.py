@@ -67,10 +67,12 @@ MEANING: dict[str, str] = {
         "competes for the trial's cores), min(4, the trial's CPUs) on CUDA"
     ),
     "cpu_memory_gb": (
-        "host memory (GiB) the training epochs may add to the built run (`RLIMIT_DATA` of the "
-        "trial's process, its private writable memory, lifted afterwards; not the address "
-        "space, which CUDA reserves far beyond its use): a configuration too large for the "
-        "machine fails fast as `oom: …` instead of swapping or meeting the kernel's OOM killer"
+        "host memory (GiB) each epoch's training and validation may add to the built run "
+        "(`RLIMIT_DATA` of the trial's process, its private writable memory, lifted for the "
+        "report; not the address space, which CUDA reserves far beyond its use; CPU kernels "
+        "run without oneDNN under it): a step that does not fit goes on with half the "
+        "micro-batch, and one that does not fit one sample fails fast as `oom: …` instead of "
+        "swapping or meeting the kernel's OOM killer"
     ),
     "best_metric": (
         "the valid metric whose best epoch the best checkpoint keeps (`promote` writes the "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trainables import checkpoint
-from trainables.artifacts import BEST, EPOCH, WEIGHTS
+from trainables.artifacts import BEST, EPOCH, MICRO_BATCH, WEIGHTS
 from trainables.config import RESOLVED_KEYS, TrainConfig
 from trainables.data.augment import augment_config
 from trainables.data.dataset import LandmarkDataset
@@ -55,6 +55,17 @@ class Run:
     epoch: int = 0
     best: float | None = None  # the best valid value of the checkpoint policy's metric so far
     nonfinite_streak: int = 0  # consecutive non-finite step losses, carried across epochs
+    # The samples one forward and backward take: ``batch_size`` until a step runs out of memory,
+    # then halved (``trainables.train``) with the gradient accumulated over the batch's parts.
+    micro_batch: int = 0
+
+    def __post_init__(self) -> None:
+        self.micro_batch = self.micro_batch or self.cfg.batch_size
+
+    @property
+    def accumulation(self) -> int:
+        """Forward and backward passes per optimiser step (the batch over the micro-batch)."""
+        return -(-self.cfg.batch_size // self.micro_batch)
 
     def resolved(self) -> dict[str, str]:
         """What ``precision: auto`` and the device became (``RESOLVED_KEYS``); the config only
@@ -71,6 +82,7 @@ class Run:
             "scaler": self.scaler.state_dict(),
             EPOCH: self.epoch,
             BEST: self.best,
+            MICRO_BATCH: self.micro_batch,
             **self.resolved(),
             **checkpoint.provenance(self.cfg.to_dict()),
         }
@@ -85,6 +97,8 @@ class Run:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state[EPOCH], state[BEST]
+        # A run that had to shrink its micro-batch resumes with it (older checkpoints: none).
+        self.micro_batch = min(self.cfg.batch_size, state.get(MICRO_BATCH) or self.cfg.batch_size)
 
     def resize(self, size: Size) -> None:
         """Train and validate at ``size`` from now on (a progressive stage's size): the data and

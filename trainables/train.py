@@ -8,19 +8,20 @@ function trainable that every trial runs around it.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from trainables.artifacts import CheckpointPolicy
+from trainables.artifacts import GRAD_ACCUMULATION, MICRO_BATCH, CheckpointPolicy
 from trainables.config import EPOCHS_AFTER_WARMUP, TrainConfig
 from trainables.eval import heatmap
 from trainables.eval.inference import errors_mm
 from trainables.eval.metrics import summarize
 from trainables.losses import create_loss
-from trainables.memory import OutOfMemory, is_out_of_memory, memory_limit, out_of_memory
+from trainables.memory import MemoryCap, OutOfMemory, is_out_of_memory, out_of_memory
 from trainables.run import Run, build
 
 # On CUDA the loss is read back (a host-GPU sync) only every NAN_CHECK_EVERY steps: for the
@@ -82,7 +83,7 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
         else:
             first_fetched = time.perf_counter()
         images = run.precision.batch(images)
-        value = train_step(run, loss_fn, images, coords.to(device, non_blocking=True))
+        value = fitted_step(run, loss_fn, images, coords.to(device, non_blocking=True))
         finite = torch.isfinite(value)
         total += torch.where(finite, value, 0.0) * len(images)
         counted += finite * len(images)
@@ -116,26 +117,55 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     }
 
 
+def fitted_step(
+    run: Run, loss_fn: Callable, images: torch.Tensor, coords: torch.Tensor
+) -> torch.Tensor:
+    """``train_step``, and when it runs out of memory the same batch again with half the
+    micro-batch (twice the gradient accumulation: the same effective batch), down to a
+    micro-batch of 1; only then is the error raised. The run keeps the smaller micro-batch."""
+    while True:
+        try:
+            return train_step(run, loss_fn, images, coords)
+        except (RuntimeError, MemoryError) as err:
+            if run.micro_batch == 1 or not is_out_of_memory(err):
+                raise
+        # Outside the handler: the failed pass's tensors died with its traceback. Nothing has
+        # changed the weights, the optimiser or the schedule (they step after every part).
+        run.optimizer.zero_grad(set_to_none=True)
+        gc.collect()
+        if run.precision.device.type == "cuda":
+            torch.cuda.empty_cache()
+        run.micro_batch = max(1, min(run.micro_batch, len(images)) // 2)
+
+
 def train_step(
     run: Run, loss_fn: Callable, images: torch.Tensor, coords: torch.Tensor
 ) -> torch.Tensor:
     """One optimisation step on a batch already on the device: targets, forward, loss, scaled
-    backward, optimiser and schedule. Returns the detached loss; reads nothing back to the
-    host (the GradScaler finds overflows on the device with the fused AdamW)."""
+    backward (over the batch's parts of ``run.micro_batch`` samples, each part's loss weighted
+    by its share of the batch and the gradients accumulated), optimiser and schedule. With one
+    part it is the plain step. Returns the detached loss; reads nothing back to the host (the
+    GradScaler finds overflows on the device with the fused AdamW)."""
     model = run.model
     width, height = run.size.heatmap(model.stride)
     target = heatmap.encode(heatmap.to_heatmap(coords, model.stride), height, width, run.sigma)
-    with run.precision.autocast():
-        outputs = model(images)
-    # Intermediate supervision: a model may return one heatmap per stack.
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    loss = sum(loss_fn(out, target) for out in outputs) / len(outputs)
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
+    total = torch.zeros((), device=images.device)
+    for start in range(0, len(images), run.micro_batch):
+        part = slice(start, start + run.micro_batch)  # views: nothing is copied
+        with run.precision.autocast():
+            outputs = model(images[part])
+        # Intermediate supervision: a model may return one heatmap per stack.
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        loss = sum(loss_fn(out, target[part]) for out in outputs) / len(outputs)
+        loss = loss * (len(images[part]) / len(images))
+        run.scaler.scale(loss).backward()
+        total += loss.detach()
+        del outputs, loss  # before the next part's forward
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
-    return loss.detach()
+    return total
 
 
 def check_finite(streak: int, patience: int, epoch: int) -> None:
@@ -168,25 +198,30 @@ def run_training(
         run = build(cfg, device)
         if resume is not None:
             run.restore(resume)
-        # Limited from here: importing torch's and timm's modules while building is no part of
-        # what a configuration costs, and would fail anywhere under a small limit.
-        with memory_limit(cfg.cpu_memory_gb):
-            while run.epoch < cfg.epochs:
-                run.epoch += 1
-                where = f"epoch {run.epoch}"
+        # Capped from here: importing torch's and timm's modules while building is no part of
+        # what a configuration costs, and would fail anywhere under a small cap. The cap holds
+        # over each epoch's training and validation, not over its report.
+        cap = MemoryCap(cfg.cpu_memory_gb)
+        while run.epoch < cfg.epochs:
+            run.epoch += 1
+            where = f"epoch {run.epoch}"
+            with cap.held():
                 run.resize(cfg.size_at(run.epoch))
                 metrics = train_epoch(run, on_step)
-                errors = errors_mm(run.model, run.valid, run.precision, cfg.batch_size)
-                metrics.update(summarize(errors))
-                metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
-                metrics["input_px"] = float(run.size.long_side)
-                metrics[EPOCHS_AFTER_WARMUP] = max(0, run.epoch - cfg.warmup_epochs)
-                if policy.improves(metrics, run.best):
-                    run.best = policy.value(metrics)
-                report(metrics, run.state)
+                errors = errors_mm(run.model, run.valid, run.precision, run.micro_batch)
+            metrics.update(summarize(errors))
+            metrics.update(lr=run.scheduler.get_last_lr()[0], epoch=run.epoch, **run.resolved())
+            metrics.update({MICRO_BATCH: run.micro_batch, GRAD_ACCUMULATION: run.accumulation})
+            metrics["input_px"] = float(run.size.long_side)
+            metrics[EPOCHS_AFTER_WARMUP] = max(0, run.epoch - cfg.warmup_epochs)
+            if policy.improves(metrics, run.best):
+                run.best = policy.value(metrics)
+            report(metrics, run.state)
     except (RuntimeError, MemoryError) as err:
         if isinstance(err, OutOfMemory) or not is_out_of_memory(err):
             raise
+        if where != "build":  # the steps shrank their micro-batch as far as it goes first
+            where += f", micro-batch {run.micro_batch}"
         raise out_of_memory(err, where) from err
     return run
 

@@ -145,6 +145,11 @@ class StudyRecord:
         value = epoch.values.get(self.metric)
         if value is not None and epoch.step > max(frozen.intermediate_values, default=0):
             trials.report(trial, value, epoch.step)
+        micro = epoch.values.get(trials.MICRO_BATCH)
+        if micro is not None and epoch.values.get(trials.GRAD_ACCUMULATION, 1) > 1:
+            if frozen.user_attrs.get(trials.MICRO_BATCH) != micro:
+                accumulation = int(epoch.values[trials.GRAD_ACCUMULATION])
+                trials.set_micro_batch(self.study, frozen, int(micro), accumulation)
         run_id = self._run_ids.get(ray_trial_id)
         if moved:
             self._nodes[ray_trial_id] = epoch.node

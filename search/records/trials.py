@@ -19,6 +19,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from trainables import artifacts as trainables_artifacts
+
 # Attributes of a trial.
 FAIL_REASON = "fail_reason"  # why a FAIL failed: nan_loss: …, error: …, worker_died: …
 RAY_TRIAL_ID = "ray_trial_id"  # the Ray trial that runs it
@@ -26,6 +28,10 @@ MLFLOW_RUN_ID = "mlflow_run_id"  # its nested MLflow run
 NODE_IP = "node_ip"  # the Ray node it ran on (the last, when a retry moved it)
 HOSTNAME = "hostname"  # that node's host name
 WORKER_PID = "worker_pid"  # the pid of the Ray worker process that runs it there (the last)
+# The micro-batch it trains with and its gradient accumulation, set once a step ran out of
+# memory and the run went on with a smaller one (``trainables.train.fitted_step``).
+MICRO_BATCH = trainables_artifacts.MICRO_BATCH
+GRAD_ACCUMULATION = trainables_artifacts.GRAD_ACCUMULATION
 INTERRUPTED = "interrupted: the driver stopped before this trial finished"
 
 # Attributes of a study (``record_study``), read by resume, the summary, promote and the report.
@@ -150,6 +156,14 @@ def set_node(study: optuna.Study, trial: FrozenTrial, ip: str, hostname: str, pi
     study._storage.set_trial_user_attr(trial._trial_id, NODE_IP, ip)
     study._storage.set_trial_user_attr(trial._trial_id, HOSTNAME, hostname)
     study._storage.set_trial_user_attr(trial._trial_id, WORKER_PID, pid)
+
+
+def set_micro_batch(
+    study: optuna.Study, trial: FrozenTrial, micro_batch: int, accumulation: int
+) -> None:
+    """The smaller micro-batch a trial went on with after running out of memory."""
+    study._storage.set_trial_user_attr(trial._trial_id, MICRO_BATCH, micro_batch)
+    study._storage.set_trial_user_attr(trial._trial_id, GRAD_ACCUMULATION, accumulation)
 
 
 def attach_run(study: optuna.Study, trial: FrozenTrial, run_id: str) -> None:

@@ -7,24 +7,73 @@ import mmap
 import resource
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from tests.trainables.test_train import collect, config
+from trainables.data.synth import SynthSpec, write_dataset
+from trainables.losses import create_loss
 from trainables.memory import OutOfMemory, memory_limit
 from trainables.run import build
-from trainables.train import train_epoch
+from trainables.train import train_epoch, train_step
 
 
-def test_a_batch_the_cpu_cannot_allocate_is_oom(data_dir, tmp_path):
-    """A real allocation failure: 16 x 512 px through hrnet_w18_small needs far more than the
-    0.25 GB the run may add (``cpu_memory_gb``); the limit is lifted afterwards."""
-    before = resource.getrlimit(resource.RLIMIT_DATA)
+@pytest.fixture(scope="module")
+def sixteen(tmp_path_factory):
+    """A dataset whose train split is one batch of 16."""
+    root = tmp_path_factory.mktemp("sixteen") / "synth"
+    return str(write_dataset(SynthSpec(n=24, width=80, height=100, seed=5), root))
+
+
+def test_a_batch_the_cpu_cannot_allocate_even_one_sample_at_a_time_is_oom(data_dir, tmp_path):
+    """A real allocation failure: one 512 px sample through hrnet_w18_small needs more than the
+    0.25 GB the run may add (``cpu_memory_gb``), so halving the micro-batch down to 1 does not
+    help; the limit and oneDNN are restored afterwards."""
+    before = resource.getrlimit(resource.RLIMIT_DATA), torch.backends.mkldnn.enabled
     cfg = config(data_dir, tmp_path, image_size=512, batch_size=16, cpu_memory_gb=0.25)
-    with pytest.raises(OutOfMemory, match=r"^oom: epoch 1: .*allocate") as caught:
+    with pytest.raises(OutOfMemory, match=r"^oom: epoch 1, micro-batch 1: .*allocate") as caught:
         collect(cfg)
     assert caught.value.reason == "oom"
-    assert resource.getrlimit(resource.RLIMIT_DATA) == before
+    assert (resource.getrlimit(resource.RLIMIT_DATA), torch.backends.mkldnn.enabled) == before
+
+
+def test_a_step_out_of_memory_goes_on_with_half_the_micro_batch(sixteen, tmp_path):
+    """16 x 128 px needs about 0.33 GB of the 0.2 the run may add, 4 x 128 px under 0.1: the
+    step is retried with half the micro-batch until it fits, the batch of 16 still one
+    optimiser step (the gradient accumulated over its parts). Every epoch reports the
+    micro-batch, the checkpoint keeps it, and a resumed run starts from it."""
+    cfg = config(sixteen, tmp_path, image_size=128, batch_size=16, cpu_memory_gb=0.2)
+    run, seen = collect(cfg)
+    micro = run.micro_batch
+    assert micro in (2, 4, 8)
+    for metrics, _ in seen:
+        assert (metrics["micro_batch"], metrics["grad_accumulation"]) == (micro, 16 // micro)
+        assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["mre_mm"])
+    assert seen[0][1]()["micro_batch"] == micro
+    resumed = build(config(sixteen, tmp_path, image_size=128, batch_size=16, epochs=3), "cpu")
+    resumed.restore(seen[0][1]())
+    assert (resumed.micro_batch, resumed.accumulation) == (micro, 16 // micro)
+
+
+def test_the_parts_of_a_batch_make_the_batch_s_step(sixteen, tmp_path):
+    """The same start, one step on 16 samples: in one pass, or in parts of 4 and of 3 (a short
+    last part) with the gradient accumulated, gives the same gradient (BatchNorm frozen: in
+    training mode its statistics are per pass, which is the one difference a micro-batch
+    makes)."""
+    grads = []
+    for micro in (16, 4, 3):
+        run = build(config(sixteen, tmp_path, image_size=64, batch_size=16), "cpu")
+        run.model.eval()
+        run.micro_batch = micro
+        images, coords, _ = next(iter(run.loader))
+        loss = train_step(run, create_loss(run.cfg), images, coords)
+        grads.append(([p.grad.clone() for p in run.model.parameters()], float(loss)))
+    (first, loss), rest = grads[0], grads[1:]
+    for params, other in rest:
+        assert other == pytest.approx(loss, rel=1e-5)
+        for a, b in zip(first, params, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-7)
 
 
 def test_the_memory_cap_counts_memory_not_address_space_a_cuda_context_reserves():

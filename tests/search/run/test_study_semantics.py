@@ -170,35 +170,40 @@ def test_raising_and_nan_trials_fail_with_reasons_and_the_study_goes_on(project,
         assert run.data.tags["cephtune.fail_reason"] == trial.user_attrs["fail_reason"]
 
 
-# The first trial's batch (16 x 512 px on hrnet_w18_small: a stride-4 feature map alone is
-# 16 x 270 x 128 x 128 floats, 280 MB) cannot be allocated within the 0.25 GB its process may
-# add (cpu_memory_gb, RLIMIT_AS): a real allocation failure of the CPU allocator.
+# Both trials' batches are the whole train split (8 images) within the 0.25 GB their processes
+# may add (cpu_memory_gb): a real allocation failure of the CPU allocator. At 256 px a pass of
+# 2 samples fits (about 0.17 GB), so that trial goes on with a smaller micro-batch; at 512 px
+# not even one sample fits (about 0.36 GB), so that one fails as oom.
 OOM_SPACE = """\
 params:
-  image_size: {type: categorical, choices: [64, 512]}
-  batch_size: {type: categorical, choices: [4, 16]}
+  image_size: {type: categorical, choices: [256, 512]}
+  batch_size: {type: categorical, choices: [8, 16]}
 fixed:
   backbone: hrnet_w18_small
   warmup_epochs: 0
   cpu_memory_gb: 0.25
 warm_start:
   - {image_size: 512, batch_size: 16}
-  - {image_size: 64, batch_size: 4}
+  - {image_size: 256, batch_size: 8}
 """
 
 
-def test_a_trial_out_of_memory_fails_as_oom_and_the_study_goes_on(project, ray_cluster):
+def test_out_of_memory_shrinks_the_micro_batch_or_fails_as_oom(project, ray_cluster):
     study_file = study_files(project, "oom", num_samples=2, max_epochs=1, space=OOM_SPACE)
     assert main(["start", str(study_file)]) == 0
     study = optuna_study(project, "oom")
-    big, small = study.trials
+    big, fitted = study.trials
     assert big.params == {"image_size": 512, "batch_size": 16}
     assert big.state == TrialState.FAIL
-    assert big.user_attrs["fail_reason"].startswith("oom: ")
+    assert big.user_attrs["fail_reason"].startswith("oom: epoch 1, micro-batch 1: ")
     assert "allocate" in big.user_attrs["fail_reason"]
-    assert small.state == TrialState.COMPLETE
+    assert fitted.state == TrialState.COMPLETE
+    micro, accumulation = fitted.user_attrs["micro_batch"], fitted.user_attrs["grad_accumulation"]
+    assert micro in (1, 2) and micro * accumulation == 8
     runs = {r.data.tags["cephtune.optuna_trial"]: r for r in trial_runs(project, "oom")}
     assert runs[str(big.number)].data.tags["cephtune.fail_reason"] == big.user_attrs["fail_reason"]
+    assert runs[str(fitted.number)].data.metrics["micro_batch"] == micro
+    assert runs[str(fitted.number)].data.metrics["grad_accumulation"] == accumulation
 
 
 def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, capsys):
