@@ -98,6 +98,12 @@ class ModelMetadata:
     config: dict[str, Any] = field(default_factory=dict)  # the model's full trainable config
     ensemble: tuple[MemberMetadata, ...] | None = None
 
+    @property
+    def precision(self) -> str:
+        """The precision the model trained and was validated in, as its config asked for it
+        (``Precision.for_inference`` resolves it where the model runs)."""
+        return str(self.config.get("precision", "auto"))
+
     @classmethod
     def describe(cls, model: Any, cfg: TrainConfig) -> ModelMetadata:
         """The metadata of ``model`` (an ``nn.Module`` with its ``stride``, or an ``Ensemble``)

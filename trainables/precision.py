@@ -78,11 +78,18 @@ class Precision:
         return cls(device, choose_precision(requested, device.type, native_bf16(device)))
 
     @classmethod
-    def for_inference(cls) -> Precision:
+    def for_inference(cls, trained: str = "auto") -> Precision:
         """Where a trained model is run outside training (``promote``'s test and candidates'
-        valid errors, ``predict``, serving): the GPU when this process has one, in fp32 (no
-        autocast: the predictions are the model's, not a lower precision's)."""
-        return cls.resolve("fp32")
+        valid errors, ``predict``, serving): the GPU when this process has one, in the
+        precision its config asked for (``trained``) resolved there, as validation in
+        training resolved it: a model is ranked on valid and scored on test in the same
+        numerics (``auto``: bf16 on a GPU with native bf16, fp32 on a CPU). Where this device
+        cannot run what training ran (fp16 on a CPU, bf16 on a GPU without it), ``auto``."""
+        device = default_device()
+        try:
+            return cls.resolve(trained, device)
+        except ConfigError:
+            return cls.resolve("auto", device)
 
     def autocast(self) -> AbstractContextManager:
         if self.name == "fp32":

@@ -95,9 +95,9 @@ def per_image_valid_mre(candidate: Candidate) -> np.ndarray:
     """Each valid image's MRE (mm), averaged over the candidate's seeds."""
     cfg = TrainConfig.from_dict(candidate.values)
     valid = dataset_for(cfg, "valid", augment=False)
-    precision = Precision.for_inference()
+    precision = Precision.for_inference(cfg.precision)
     per_seed = [
-        np.nanmean(errors_mm(candidate.model(run).to(precision.device), valid, precision, 4), 1)
+        np.nanmean(errors_mm(candidate.model(run), valid, precision, 4), 1)
         for run in candidate.runs
     ]
     return np.mean(per_seed, axis=0)

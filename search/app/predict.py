@@ -91,7 +91,7 @@ def predict(
         model,
         paths,
         meta.image_size,
-        Precision.for_inference(),
+        Precision.for_inference(meta.precision),
         stride=meta.stride,
         tta=tta_for(meta, tta),
     )

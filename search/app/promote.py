@@ -190,8 +190,8 @@ def test_once(
     """The test split, once: summary, per-landmark table (CSV, Markdown), three overlays.
     ``model`` is left on the device it was evaluated on (``register`` logs it from the CPU)."""
     test = dataset_for(cfg, "test", augment=False)
-    precision = Precision.for_inference()
-    preds = predict_dataset(model.to(precision.device), test, precision, cfg.batch_size, tta)
+    precision = Precision.for_inference(cfg.precision)
+    preds = predict_dataset(model, test, precision, cfg.batch_size, tta)
     truth = np.stack([r.landmarks for r in test.records])
     errors = radial_errors(preds, truth, np.array([r.pixel_size for r in test.records]))
     table = per_landmark(errors, test.symbols)

@@ -16,7 +16,7 @@ import torch
 from tests.helpers import REPO, tiny_study
 from trainables.device import CONTEXT_BYTES, memory_fraction, trial_device
 from trainables.errors import ConfigError
-from trainables.precision import choose_precision, native_bf16
+from trainables.precision import Precision, choose_precision, native_bf16
 
 GiB = 1 << 30
 
@@ -148,3 +148,14 @@ def test_a_gpu_trial_refuses_a_ray_that_leaves_cuda_visible_devices_alone(monkey
     with pytest.raises(ConfigError, match="every trial would train on GPU 0"):
         trial_device(0.25, ["1"], cuda_available=True)
     assert trial_device(0, [], cuda_available=False) == "cpu"  # a CPU trial does not care
+
+
+@pytest.mark.parametrize(
+    ("trained", "chosen"),
+    [("auto", "fp32"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp32")],
+)
+def test_a_trained_model_runs_in_the_precision_it_was_validated_in(trained, chosen, monkeypatch):
+    """On this CPU: what the config asked for, resolved as training resolved it (fp16, which
+    needs CUDA, as auto)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert Precision.for_inference(trained) == Precision(torch.device("cpu"), chosen)

@@ -12,6 +12,9 @@ import trainables.train
 from trainables import checkpoint
 from trainables.config import TrainConfig
 from trainables.errors import ConfigError
+from trainables.eval.inference import errors_mm
+from trainables.eval.metrics import summarize
+from trainables.precision import Precision
 from trainables.run import build
 from trainables.train import NAN_PATIENCE, NonFiniteLoss, run_training, train_epoch
 
@@ -278,3 +281,16 @@ def test_every_kind_of_allocation_failure_is_out_of_memory():
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     err = out_of_memory(torch.OutOfMemoryError("CUDA out of memory.\nmore"), "epoch 3")
     assert str(err) == "oom: epoch 3: OutOfMemoryError: CUDA out of memory." and err.reason == "oom"
+
+
+def test_a_model_is_scored_outside_training_in_the_numerics_validation_used(data_dir, tmp_path):
+    """A bf16 run (autocast on this CPU): the valid MRE that its last epoch reported is the one
+    promote's and the candidates' inference path gives for the same weights, to the bit."""
+    cfg = config(data_dir, tmp_path, precision="bf16", epochs=1)
+    run, seen = collect(cfg)
+    precision = Precision.for_inference(cfg.precision)
+    errors = errors_mm(run.model, run.valid, precision, cfg.batch_size)
+    assert precision.name == "bf16"
+    assert summarize(errors)["mre_mm"] == seen[-1][0]["mre_mm"]
+    fp32 = errors_mm(run.model, run.valid, Precision.for_inference("fp32"), cfg.batch_size)
+    assert summarize(fp32)["mre_mm"] != seen[-1][0]["mre_mm"]  # the check can tell them apart

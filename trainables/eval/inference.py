@@ -1,11 +1,15 @@
 """Landmarks from a model: the one inference path of training (valid), promotion (test),
 ``evaluate`` and ``predict``.
 
-A batch of letterboxed images goes through the model (under the run's autocast), its heatmaps
-are decoded in float32 (a bf16 or fp16 heatmap would round the sub-pixel step) and mapped back
-to original-image pixels, image by image. Works with any model that maps a (B, 1, H, W) batch to
-(B, K, H/stride, W/stride) heatmaps: an eager model from ``create_model`` or an exported program
-loaded from MLflow (pass its ``stride``).
+A batch of letterboxed images goes through the model (prepared for the device: channels_last on
+CUDA) under the precision's autocast, the same numerics wherever a model is scored: validation
+in training, and ``Precision.for_inference`` of the model's config for the test, candidates,
+``predict`` and serving. Its heatmaps are decoded in float32 (a bf16 or fp16 heatmap would round
+the sub-pixel step) and mapped back to original-image pixels, image by image. With test-time
+augmentation every transform of a batch goes through one forward pass and one copy to the
+host. Works with any model that maps a (B, 1, H, W) batch to (B, K, H/stride, W/stride)
+heatmaps: an eager model from ``create_model`` or an exported program loaded from MLflow (pass
+its ``stride``).
 """
 
 from __future__ import annotations
@@ -40,10 +44,13 @@ def predict(
 ) -> list[np.ndarray]:
     """Landmarks (K, 2) in original-image pixels for every image of ``batches``, in order.
 
-    With ``tta`` each batch also goes through the transforms it lists; every transform's
-    landmarks are mapped back to original pixels and their mean is the prediction.
+    With ``tta`` each batch also goes through the transforms it lists, all in one forward pass
+    (a batch of B images is B x transforms samples; in eval mode each sample is its own);
+    every transform's landmarks are mapped back to original pixels and their mean is the
+    prediction.
     """
     stride = model.stride if stride is None else stride
+    model = precision.prepare(model)
     try:
         model.eval()
     except NotImplementedError:
@@ -54,14 +61,15 @@ def predict(
             images = precision.batch(images)
             h, w = images.shape[-2:]
             matrices = [np.eye(3)] if tta is None else tta.matrices(w, h)
-            found = []
-            for matrix in matrices:
-                with precision.autocast():
-                    out = model(warp(images, matrix))
-                xy = heatmap.from_heatmap(heatmap.decode(out.float()), stride).cpu().numpy()
-                xy = unwarp_points(xy, matrix)
-                found.append(np.stack([back(p) for back, p in zip(to_original, xy, strict=True)]))
-            points.extend(np.mean(np.stack(found), axis=0))  # over transforms, original pixels
+            warped = torch.cat([warp(images, matrix) for matrix in matrices])
+            with precision.autocast():
+                out = model(precision.batch(warped))  # channels_last again on CUDA
+            xy = heatmap.from_heatmap(heatmap.decode(out.float()), stride).cpu().numpy()
+            found = [
+                [back(p) for back, p in zip(to_original, unwarp_points(part, m), strict=True)]
+                for part, m in zip(np.split(xy, len(matrices)), matrices, strict=True)
+            ]
+            points.extend(np.mean(found, axis=0))  # over transforms, in original pixels
     return points
 
 
@@ -129,8 +137,6 @@ def predict_images(
         return np.mean(found, axis=0)
     if precision is None:
         precision = Precision.resolve("fp32", next(model.parameters()).device)
-    else:
-        model = model.to(precision.device)
 
     def batches() -> Iterable[Batch]:
         for start in range(0, len(paths), batch_size):

@@ -27,6 +27,7 @@ from tests.helpers import REPO, free_port, mlflow_url, tiny_config
 from trainables.data.formats import symbols
 from trainables.data.synth import SynthSpec, write_dataset
 from trainables.eval.inference import predict_images
+from trainables.eval.serving import LandmarkService
 from trainables.models import create_model
 
 pytestmark = pytest.mark.study
@@ -68,6 +69,20 @@ def test_the_registered_model_loads_as_a_pyfunc(served):
     with Tracking(Layout.here()).active():
         model = mlflow.pyfunc.load_model("models:/served@champion")
     check(model.predict(pd.DataFrame(records(served["images"]))), served["want"])
+
+
+def test_the_service_has_run_the_model_once_before_its_first_request(served):
+    """Loading warms the model up (on a GPU: the CUDA context, cuDNN's search, the copy to the
+    device), so the first request pays none of it; then one pass per request."""
+    with Tracking(Layout.here()).active():
+        service = mlflow.pyfunc.load_model("models:/served@champion")._model_impl
+    passes = []
+    service.model.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    assert isinstance(service, LandmarkService) and service.precision.name == "fp32"
+    fresh = LandmarkService(service.model, service.meta)
+    assert passes == [1]  # the warm-up, on one blank image at the model's input size
+    check(fresh.predict(records(served["images"])), served["want"])
+    assert passes == [1, 2]
 
 
 # Python without site processing, given the environment's packages as a plain folder: the

@@ -61,3 +61,31 @@ def test_predict_merges_in_original_pixels():
     merged = predict(Echo(), [(blobs(), [box.inverse])], precision, tta=TTA(flip=True))
     np.testing.assert_allclose(plain[0], box.inverse(TRUTH), atol=0.5)
     np.testing.assert_allclose(merged[0], box.inverse(TRUTH), atol=0.5)
+
+
+class Counted(Echo):
+    """Echo that counts its forward passes and the samples they took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes.append(len(x))
+        return x
+
+
+def test_every_transform_of_a_batch_is_one_forward_pass_and_each_image_keeps_its_own():
+    """Three different images, ten transforms: one pass of 30 samples, and each image's merged
+    landmarks are its own (the transforms' parts are not mixed up between images)."""
+    truths = [TRUTH, TRUTH + [[5.0, -4.0], [-6.0, 3.0]], TRUTH + [[-3.0, 8.0], [4.0, -9.0]]]
+    images = torch.cat(
+        [heatmap.encode(torch.tensor(t, dtype=torch.float32)[None], H, W, 2.0) for t in truths]
+    )
+    model = Counted()
+    precision = Precision.resolve("fp32", "cpu")
+    same = [lambda p: p] * len(truths)
+    merged = predict(model, [(images, same)], precision, tta=TTA(flip=True))
+    assert model.passes == [30]
+    for found, truth in zip(merged, truths, strict=True):
+        np.testing.assert_allclose(found, truth, atol=0.1)
