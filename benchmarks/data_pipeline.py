@@ -5,6 +5,12 @@ decoded one only swaps where ``LandmarkDataset`` takes its image from (``load_im
 instead of the memory-mapped cache). It times (a) the loader alone and (b) a whole training epoch,
 interleaved, and reports the training epoch's data-wait fraction at the default ``num_workers``
 and what one more worker process buys.
+
+Augmentation on the device: a DataLoader worker reads the cached uint8 image and draws its
+augmentation, and the batch is warped and jittered where the step runs. It compares (c) a
+worker's CPU time per sample that way against warping and jittering the sample in the worker
+(the pipeline before), at 512 and 1024 px, and (d) the CPU training epoch both ways
+(``HostAugmenting`` is the pipeline before: the whole augmentation in ``__getitem__``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import torch
 from common import finish, header, interleaved, median, parser, spread, synthetic, timed
 
 from trainables.config import TrainConfig
-from trainables.data.augment import augment, random_affine, warp_image
+from trainables.data.augment import AugmentConfig, apply, augment, draw, random_affine, warp_image
 from trainables.data.dataset import LandmarkDataset
 from trainables.data.letterbox import load_image
 from trainables.run import Run, build, dataset_for
@@ -30,7 +36,64 @@ from trainables.train import train_epoch
 
 FULL = {"n": 34, "width": 1935, "height": 2400, "size": 256, "batch": 4, "repeats": 5}
 SMOKE = {"n": 6, "width": 400, "height": 500, "size": 64, "batch": 2, "repeats": 1}
+WORKER_SIZES = (512, 1024)  # where a worker's warp was the bottleneck of a GPU trial
 MODEL = {"model": "hrnet", "backbone": "hrnet_w18_small"}  # the lightest registered model
+
+
+class HostAugmenting(LandmarkDataset):
+    """The pipeline before augmentation moved to the device: each sample warped and jittered in
+    ``__getitem__`` (a worker) and sent as float32; the step gets it as is."""
+
+    def __getitem__(self, i: int):  # type: ignore[override]
+        image, coords, i, row = super().__getitem__(i)
+        out = apply(image[None], row[None], self.augment)[0]
+        return out, coords, i, row
+
+    def images(self, images: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+def host_twin(data: LandmarkDataset, cfg: TrainConfig) -> HostAugmenting:
+    return HostAugmenting(
+        data.records,
+        data.image_size,
+        fmt=cfg.dataset_format,
+        root=cfg.data_dir,
+        split=cfg.train_on,
+        cache_dir=cfg.cache_dir,
+        augment=data.augment,
+        seed=data.seed,
+    )
+
+
+def worker_costs(path: Path, cfg: AugmentConfig, repeats: int, calls: int) -> dict[str, float]:
+    """Per size, a worker's seconds per sample: augmenting the sample itself (before) and only
+    drawing its augmentation (now), interleaved; and what ``apply`` then costs a sample of a
+    batch of 4 in this process (on a GPU it is the GPU's)."""
+    out: dict[str, float] = {}
+    for size in WORKER_SIZES:
+        image = load_image(path, size)[0]
+        coords = np.full((29, 2), size / 2.0)
+        rng = np.random.default_rng(0)
+        hw = (image.shape[-1], image.shape[-2])
+
+        def now(image=image, coords=coords, rng=rng, hw=hw):
+            draw(cfg, coords, hw, rng)
+            return torch.from_numpy(np.array(image))
+
+        rows = torch.from_numpy(np.stack([draw(cfg, coords, hw, rng)[0] for _ in range(4)]))
+        batch = torch.from_numpy(np.stack([image] * 4))[:, None]
+        costs = interleaved(
+            {
+                "before": per_call(lambda i=image, c=coords, r=rng: augment(i, c, cfg, r), calls),
+                "now": per_call(now, calls),
+                "apply": per_call(lambda b=batch, r=rows: apply(b, r, cfg), calls),
+            },
+            repeats,
+        )
+        for name, values in costs.items():
+            out[f"{name}_{size}"] = median(values) / (4 if name == "apply" else 1)
+    return out
 
 
 class Decoded:
@@ -157,6 +220,7 @@ def main() -> None:
         decoded = with_data(run, decoding_twin(run.train, cfg), default_workers)
         workers = min(4, max(1, len(os.sched_getaffinity(0)) - 1))
         pooled = with_data(run, run.train, workers)
+        host = with_data(run, host_twin(run.train, cfg), default_workers)
 
         # Per-sample costs, to see what limits each ratio.
         image = np.array(run.train._array()[0])
@@ -184,8 +248,8 @@ def main() -> None:
             repeats,
         )
 
-        waits: dict[str, list[float]] = {"cached": [], "decoded": [], "pooled": []}
-        variants = {"cached": cached, "decoded": decoded, "pooled": pooled}
+        waits: dict[str, list[float]] = {"cached": [], "decoded": [], "pooled": [], "host": []}
+        variants = {"cached": cached, "decoded": decoded, "pooled": pooled, "host": host}
         for r in variants.values():
             training_epoch(r, [])()  # warm-up: first-step allocation, worker start-up
             r.epoch = 0
@@ -193,6 +257,7 @@ def main() -> None:
             {name: timed(training_epoch(r, waits[name])) for name, r in variants.items()},
             repeats,
         )
+        worker = worker_costs(path, run.train.augment, repeats, 3 if args.smoke else 10)
 
     print()
     print("per sample (ms), median [min-max]:")
@@ -224,7 +289,23 @@ def main() -> None:
         f"{1 + gap / cached_sample:.2f}x on this machine; it tends to the loader-only ratio as "
         "the step gets short (a GPU). The loader-only ratio is (decode + augment) / augment."
     )
+    print()
+    print("augmentation on the device: a worker's CPU time per sample (ms), and apply's")
+    for size in WORKER_SIZES:
+        before, now, applied = (worker[f"{k}_{size}"] * 1e3 for k in ("before", "now", "apply"))
+        print(
+            f"  {size:>4} px: warp + jitter in the worker {before:8.2f}, draws only {now:6.3f} "
+            f"({before / now:5.1f}x less); apply, per sample of a batch of 4, here: {applied:.2f}"
+        )
+    host_vs_device = median(train["host"]) / median(train["cached"])
+    print(
+        f"CPU training epoch, augmentation in the worker / in the step: {host_vs_device:.3f} "
+        f"({spread(train['host'])} s vs {spread(train['cached'])} s)"
+    )
     finish(
+        worker_aug_512=worker["before_512"] / worker["now_512"],
+        worker_aug_1024=worker["before_1024"] / worker["now_1024"],
+        cpu_epoch_host_vs_device=host_vs_device,
         cache_speedup=median(train["decoded"]) / median(train["cached"]),
         loader_speedup=median(loader["decoded"]) / median(loader["cached"]),
         data_wait_frac=wait,

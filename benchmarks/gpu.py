@@ -89,8 +89,8 @@ def amp_rates(work: Path, size: dict, repeats: int) -> dict[str, list[float]]:
         run = build(cfg, "cuda")
         loss_fn = create_loss(cfg)
         batches = [
-            (run.precision.batch(images), coords.cuda())
-            for images, coords, _ in itertools.islice(run.loader, 8)
+            (run.precision.batch(run.train.images(images.cuda(), draws)), coords.cuda())
+            for images, coords, _, draws in itertools.islice(run.loader, 8)
         ]
 
         def block(steps: int, run=run, loss_fn=loss_fn, batches=batches) -> float:

@@ -61,8 +61,10 @@ seed: 0
 
 
 def run_part(name: str, cmd: list[str], deadline: float, **kwargs) -> tuple[bool, str, float]:
-    """Run ``cmd`` within its cap and the overall deadline; (ok, output, seconds). A part that
-    runs over is killed with everything it started (a study's local Ray included)."""
+    """Run ``cmd`` within its cap and the overall deadline; (ok, output, seconds). Its output
+    is printed line by line as it comes (``  | …``), so a run cut short by the machine's limit
+    still shows every figure measured so far. A part that runs over is killed with everything
+    it started (a study's local Ray included)."""
     cap = min(CAPS_S[name], max(1.0, deadline - time.monotonic()))
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -73,14 +75,27 @@ def run_part(name: str, cmd: list[str], deadline: float, **kwargs) -> tuple[bool
         start_new_session=True,
         **kwargs,
     )
+    lines: list[str] = []
+
+    def echo() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "\x1b[" not in line:  # Ray's coloured logs stay in the output, not the terminal
+                print(f"  | {line}", end="", flush=True)
+
+    reader = threading.Thread(target=echo, daemon=True)
+    reader.start()
     try:
-        out, _ = proc.communicate(timeout=cap)
+        proc.wait(timeout=cap)
         ok = proc.returncode == 0
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        ok, out = False, f"{out}\n{name}: stopped after its {cap:.0f} s cap"
-    return ok, out, time.monotonic() - start
+        proc.wait()
+        ok = False
+        lines.append(f"\n{name}: stopped after its {cap:.0f} s cap\n")
+        print(lines[-1], end="", flush=True)
+    reader.join(timeout=10)
+    return ok, "".join(lines), time.monotonic() - start
 
 
 class GpuMemory:
@@ -149,7 +164,7 @@ def study(project: Path, smoke: bool, deadline: float) -> tuple[bool, list[str],
     trials = optuna.load_study(study_name="gpucheck", storage=storage).trials
     client = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("gpucheck")
-    where, rates, waits = set(), [], []
+    where, rates, waits, peaks = set(), [], [], []
     for run in client.search_runs([experiment.experiment_id]):
         if run.data.tags.get("cephtune.role") == "study":
             continue
@@ -159,6 +174,9 @@ def study(project: Path, smoke: bool, deadline: float) -> tuple[bool, list[str],
             steady = [m.value for m in history if m.step > 1] or [m.value for m in history]
             if steady:
                 into.append(median(steady))
+        held = [m.value for m in client.get_metric_history(run.info.run_id, "gpu_peak_gb")]
+        if held:
+            peaks.append(max(held))
     states = sorted({t.state.name for t in trials})
     lines.append(
         f"  states {', '.join(states)}; (device, precision): {sorted(map(str, where))}; auto={auto}"
@@ -167,6 +185,11 @@ def study(project: Path, smoke: bool, deadline: float) -> tuple[bool, list[str],
         rate, wait = median(rates), median(waits)
         lines.append(f"  per trial, steady state: {rate:.1f} samples/s, data wait {wait:.1%}")
     total_mib = torch.cuda.get_device_properties(0).total_memory / 2**20
+    if peaks:  # from each trial's own allocator: there even where nvidia-smi lists no processes
+        lines.append(
+            f"  GPU memory per trial (its gpu_peak_gb): max {max(peaks):.2f} GiB, median "
+            f"{median(peaks):.2f} GiB, of a 0.25 share of {0.25 * total_mib / 1024:.1f} GiB"
+        )
     if memory.peak:
         peak = max(memory.peak.values())
         lines.append(
@@ -200,19 +223,22 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, "PYTHONPATH": path}
-        tests = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider"]
+        # The GPU tests' own module: collecting the whole suite would import what only the CPU
+        # suite installs (Playwright, PostgreSQL drivers), which gpu-check's install leaves out.
+        tests = [sys.executable, "-m", "pytest", "tests/trainables/test_gpu.py", "-m", "gpu"]
+        tests += ["-q", "-rs", "-p", "no:cacheprovider"]
+        print("== GPU tests", flush=True)
         ok, out, seconds = run_part("tests", tests, deadline, cwd=REPO, env=env)
-        print(f"== GPU tests ({seconds:.0f} s)")
-        print("\n".join(out.strip().splitlines()[-15:]), flush=True)
+        print(f"== GPU tests: {seconds:.0f} s", flush=True)
         if not ok:
             failed.append("tests")
 
         bench = [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--repeats", "1"]
         bench += ["--smoke"] if args.smoke else []
         bench += ["--workdir", str(work / "bench")]
+        print("== benchmarks/gpu.py", flush=True)
         ok, out, seconds = run_part("benchmark", bench, deadline, cwd=work, env=env)
-        print(f"== benchmarks/gpu.py ({seconds:.0f} s)")
-        print("\n".join(out.strip().splitlines()[-14:]), flush=True)
+        print(f"== benchmarks/gpu.py: {seconds:.0f} s", flush=True)
         last = out.strip().splitlines()[-1] if out.strip() else ""
         figures = dict(part.split("=", 1) for part in last.split()[1:]) if ok else {}
         if not ok or not last.startswith("RATIO"):

@@ -50,7 +50,9 @@ class MinimalLoop:
         self.scaler = run.precision.scaler()
         self.loss_fn = create_loss(cfg)
         data = run.train
-        images = torch.stack([data[i][0] for i in range(len(data))])  # augmented once
+        items = [data[i] for i in range(len(data))]
+        loaded, draws = torch.stack([x[0] for x in items]), torch.stack([x[3] for x in items])
+        images = data.images(loaded, draws)  # augmented once
         coords = torch.from_numpy(data.coords)
         side = cfg.image_size.width // self.model.stride
         targets = heatmap.encode(

@@ -7,17 +7,21 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import NoReturn
 
 from search import commands
-from search.layout import DEFAULT_STORAGE
+from search.layout import DEFAULT_STORAGE, STORAGE_ENV
 from trainables.data.records import ANNOTATOR_CHOICES, SPLITS, TRAIN_ON
 from trainables.errors import CephtuneError
 
 FORMAT_HELP = "auto (default: read from the folder) | aariz | isbi | coco | csv"
+STORAGE_HELP = f"the Optuna storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE})"
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,6 +30,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def version() -> str:
+    try:
+        return package_version("cephtune")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -48,20 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cephtune",
         description="Hyperparameter search for cephalometric landmark detection.",
     )
+    parser.add_argument("--version", action="version", version=f"cephtune {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("start", help="run a study from its YAML file")
-    p.add_argument("study", type=Path)
+    p.add_argument("study", type=Path, help="a study file, or NAME for studies/NAME.yaml")
     p.add_argument("--fresh", action="store_true", help="delete an existing study of that name")
     p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
     p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables")
     p.set_defaults(func=commands.start)
 
     p = sub.add_parser("resume", help="continue an interrupted study")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
     p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables")
     p.set_defaults(func=commands.resume)
 
     for name, func, text in (
@@ -76,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
             shown.add_argument(
                 "--yaml", action="store_true", help="its training config, for search.py train"
             )
-        p.add_argument("--storage", default=DEFAULT_STORAGE)
+        p.add_argument("--storage", help=STORAGE_HELP)
         p.set_defaults(func=func)
 
     p = sub.add_parser("init", help="write a study and a space for your dataset and machine")
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(func=commands.dashboard)
 
     p = sub.add_parser("promote", help="train the best configuration longer, test, register")
@@ -120,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ensemble", type=at_least(2), metavar="K", help="register the top K, merged, as one"
     )
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(func=commands.promote)
 
     p = sub.add_parser("predict", help="landmarks for new images with a registered model")
@@ -135,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="an HTML report of a study")
     p.add_argument("name")
     p.add_argument("--out", type=Path)
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(func=commands.report)
 
     p = sub.add_parser("evaluate", help="score a folder of landmark JSON predictions")
@@ -174,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # a usage error (one line, code 2) or --help (code 0)
         return e.code if isinstance(e.code, int) else 2
+    if getattr(args, "storage", "") is None:  # asked for by the command, not given
+        args.storage = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
     try:
         from search.process import prepare_driver
 

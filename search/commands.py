@@ -15,11 +15,20 @@ from search.layout import Layout
 def start(args: argparse.Namespace) -> int:
     from search.studyfiles.study import load_study
 
-    spec = load_study(args.study)  # a bad file is refused before Ray and MLflow are imported
+    spec = load_study(study_file(args.study))  # refused before Ray and MLflow are imported
     from search.app.summary import summary
     from search.run import lifecycle
 
-    return summary(lifecycle.start(spec, Layout.here(), args.fresh, args.cpu, args.address))
+    here = Layout.here()
+    return summary(lifecycle.start(spec, here, args.fresh, args.cpu, args.address, args.verbose))
+
+
+def study_file(given: Path) -> Path:
+    """``start``'s argument: a study file, or a bare NAME for ``studies/NAME.yaml``."""
+    named = Path("studies") / f"{given}.yaml"
+    if given.exists() or given.suffix or len(given.parts) != 1 or not named.is_file():
+        return given
+    return named
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -27,7 +36,8 @@ def resume(args: argparse.Namespace) -> int:
     from search.run import lifecycle
 
     here = Layout.here()
-    return summary(lifecycle.resume(args.name, args.storage, here, args.cpu, args.address))
+    outcome = lifecycle.resume(args.name, args.storage, here, args.cpu, args.address, args.verbose)
+    return summary(outcome)
 
 
 def _study(args: argparse.Namespace):
@@ -89,7 +99,7 @@ def dashboard(args: argparse.Namespace) -> None:
             f"warning: the dashboard is reachable from other machines on {args.host}",
             file=sys.stderr,
         )
-    storage = open_storage(Layout.here().url(args.storage), "--storage")
+    storage = open_storage(Layout.here().url(args.storage), "--storage", must_exist=True)
     try:  # fail before printing the address when the port is taken
         socket.create_server((args.host, args.port)).close()
     except OSError as e:

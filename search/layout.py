@@ -25,6 +25,9 @@ from pathlib import Path
 
 SQLITE = "sqlite:///"
 DEFAULT_STORAGE = "sqlite:///studies/optuna.db"
+# The Optuna storage of every command when set (as MLFLOW_TRACKING_URI is MLflow's): the
+# default of ``--storage`` and of a study file without ``storage``.
+STORAGE_ENV = "CEPHTUNE_STORAGE"
 DEFAULT_TRACKING = "sqlite:///mlruns/mlflow.db"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -39,20 +42,22 @@ class Layout:
     def here(cls) -> Layout:
         return cls(Path.cwd())
 
-    def url(self, url: str) -> str:
-        """``url`` with a relative sqlite path made absolute under the root (its folder
-        created); other URLs unchanged."""
+    def url(self, url: str, create: bool = False) -> str:
+        """``url`` with a relative sqlite path made absolute under the root; other URLs
+        unchanged. ``create``: the file's folder is made (only what writes a store asks: a
+        command that reads never creates anything)."""
         if not url.startswith(SQLITE):
             return url
         path = Path(url[len(SQLITE) :])
         if not path.is_absolute():
             path = self.root / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return SQLITE + str(path)
 
     def tracking_uri(self) -> str:
         """The MLflow store: ``MLFLOW_TRACKING_URI`` when set, else ``mlruns/mlflow.db``."""
-        return self.url(os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING)
+        return self.url(os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING, create=True)
 
     def artifact_location(self, experiment: str) -> str | None:
         """Where a new experiment keeps its artifacts: under ``mlruns/`` with the default

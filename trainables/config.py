@@ -221,11 +221,12 @@ class TrainConfig(BaseModel):
 
     def workers(self, cuda: bool) -> int:
         """DataLoader workers: as configured, else none on CPU (the step dominates and a worker
-        competes with the trial's threads; measured in benchmarks/data_pipeline.py) and up to 4
-        on CUDA, one per CPU of the trial, so that augmentation overlaps the GPU step."""
+        competes with the trial's threads; measured in benchmarks/data_pipeline.py) and on CUDA
+        the trial's CPUs less one (the training process's), so that loading overlaps the GPU
+        step. A worker reads cached bytes and draws the augmentation; the warp runs on the GPU."""
         if self.num_workers is not None:
             return self.num_workers
-        return min(4, self.num_threads) if cuda else 0
+        return max(0, self.num_threads - 1) if cuda else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a record holds them (sizes and stages as their text or int)."""

@@ -64,7 +64,8 @@ MEANING: dict[str, str] = {
     ),
     "num_workers": (
         "DataLoader worker processes; auto: 0 on CPU (the step dominates and a worker only "
-        "competes for the trial's cores), min(4, the trial's CPUs) on CUDA"
+        "competes for the trial's cores), the trial's CPUs less one on CUDA (a worker reads "
+        "cached uint8 images and draws their augmentation, which the GPU applies)"
     ),
     "cpu_memory_gb": (
         "host memory (GiB) each epoch's training and validation may add to the built run "

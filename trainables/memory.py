@@ -2,7 +2,8 @@
 
 CUDA raises ``torch.OutOfMemoryError``; the CPU allocator raises a ``RuntimeError`` whose text
 starts ``DefaultCPUAllocator: can't allocate memory`` (a kernel's own buffer: ``posix_memalign
-failed: Cannot allocate memory``); numpy and Python raise ``MemoryError``. ``is_out_of_memory``
+failed: Cannot allocate memory``; C++ code's ``std::bad_alloc``); numpy and Python raise
+``MemoryError``. ``is_out_of_memory``
 tells them from other errors: a training step that ran out goes on with half its micro-batch
 (``trainables.train.fitted_step``), and ``out_of_memory`` makes what is left one ``OutOfMemory``
 whose message starts ``oom:``, the reason the searcher records. ``MemoryCap`` caps the host
@@ -35,7 +36,7 @@ import torch
 
 from trainables.errors import first_line
 
-_CPU_ALLOCATOR = ("can't allocate memory", "cannot allocate memory", "out of memory")
+_CPU_ALLOCATOR = ("can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc")
 
 
 class OutOfMemory(RuntimeError):

@@ -33,6 +33,9 @@ NAN_CHECK_EVERY = 10
 # recovering, or the weights are no longer finite: a divergence, not an overflow. Without a
 # scaler (fp32, bf16) nothing skips the step, so the first non-finite loss fails the run.
 NAN_PATIENCE = 10
+# On CUDA each epoch also reports the peak GPU memory its tensors took (GiB; torch's allocator,
+# so per trial even where ``nvidia-smi`` lists no processes, as in a container).
+GPU_PEAK_GB = "gpu_peak_gb"
 
 State = Callable[[], dict[str, Any]]
 Report = Callable[[dict[str, Any], State], None]
@@ -71,17 +74,21 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     # left out.
     count, waited, steps = 0, 0.0, 0
     start = first_fetched = 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     batches = iter(run.loader)
     while True:
         fetch = time.perf_counter()
         try:
-            images, coords, _ = next(batches)
+            images, coords, _, draws = next(batches)
         except StopIteration:
             break
         if steps:
             waited += time.perf_counter() - fetch
         else:
             first_fetched = time.perf_counter()
+        # Augmented where the step runs: the batch came as uint8 with its draws.
+        images = run.train.images(images.to(device, non_blocking=True), draws)
         images = run.precision.batch(images)
         value = fitted_step(run, loss_fn, images, coords.to(device, non_blocking=True))
         finite = torch.isfinite(value)
@@ -109,12 +116,15 @@ def train_epoch(run: Run, on_step: Callable[[float], None] | None = None) -> dic
     check_finite(run.nonfinite_streak, patience, run.epoch)
     if steps and counted.item() == 0:
         raise NonFiniteLoss(f"nan_loss: no finite training loss in epoch {run.epoch}")
-    return {
+    metrics = {
         "train_loss": (total / counted.clamp(min=1)).item(),
         "nonfinite_steps": int(nonfinite.item()),
         "samples_per_s": count / elapsed if steps else 0.0,
         "data_wait_frac": waited / elapsed if steps else 0.0,
     }
+    if device.type == "cuda":  # what the trial's process held on its GPU, read from the device
+        metrics[GPU_PEAK_GB] = torch.cuda.max_memory_allocated(device) / 2**30
+    return metrics
 
 
 def fitted_step(

@@ -44,13 +44,27 @@ DRIVER_PACKAGES = {
 }
 
 
-def open_storage(url: str, where: str = "storage") -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, where: str = "storage", must_exist: bool = False
+) -> optuna.storages.RDBStorage:
     """The storage at ``url`` (resolved), opened once per process: opening one checks its
     schema, which took ~0.6 s of a study's start-up each time (the tuner, the MLflow callback,
     the summary). The cache is process state that Ray's separately pickled callbacks share.
 
     ``where`` names the setting in errors: ``studies/x.yaml: storage`` or ``--storage``.
+    ``must_exist``: a sqlite file that is not there is refused, not created (every command
+    but ``start`` reads a storage a study made).
     """
+    if "://" not in url:
+        raise ConfigError(
+            f"{where}: {url!r} is not a database URL; for a file write "
+            f"sqlite:///{url} (relative to the project) or sqlite:////absolute/path.db"
+        )
+    if must_exist and url.startswith(SQLITE) and not Path(url[len(SQLITE) :]).is_file():
+        raise ConfigError(
+            f"{where}: no Optuna storage at {url[len(SQLITE) :]} (nothing was created; "
+            "`start` makes a study's storage)"
+        )
     resolved = url
     found = _OPEN.get(resolved)
     if found is not None and (
@@ -140,7 +154,7 @@ def open_study(name: str, url: str, where: str = "--storage") -> optuna.Study:
     commands use ``studies/NAME``."""
     if not valid_name(name):
         raise ConfigError(f"study name {name!r} {NAME_RULE}")
-    storage = open_storage(url, where)
+    storage = open_storage(url, where, must_exist=True)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -50,11 +50,12 @@ def start(
     fresh: bool = False,
     cpu_only: bool = False,
     address: str | None = None,
+    verbose: bool = False,
 ) -> Outcome:
-    """Run the study of ``spec`` in the project ``layout``."""
+    """Run the study of ``spec`` in the project ``layout`` (``verbose``: Ray's reporter too)."""
     track = Tracking(layout)
     data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
-    url, where = layout.url(spec.storage), f"{spec.path}: storage"
+    url, where = layout.url(spec.storage, create=True), f"{spec.path}: storage"
     if not url.startswith(SQLITE):
         open_storage(url, where)  # an unreachable server fails before the lock file
     with study_lock(layout, spec.name, url):
@@ -97,12 +98,17 @@ def start(
         )
         record = StudyRecord(spec.name, url, spec.metric, spec.max_epochs, runs)
         experiments = layout.experiments(spec.name, spec.experiment_path)
-        run = _build(spec, study, record, settings, experiments, "ray", gpu, warm_start=True)
+        run = _build(spec, study, record, settings, experiments, "ray", gpu, True, verbose)
         return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
 
 
 def resume(
-    name: str, storage_url: str, here: Layout, cpu_only: bool = False, address: str | None = None
+    name: str,
+    storage_url: str,
+    here: Layout,
+    cpu_only: bool = False,
+    address: str | None = None,
+    verbose: bool = False,
 ) -> Outcome:
     """Continue study ``name`` from its records and Ray experiment. ``storage_url`` is resolved
     against ``here`` (where the command runs); the study then runs in the project folder it was
@@ -155,7 +161,7 @@ def resume(
         else:  # the driver died before Ray saved anything: replace the lost trials
             record.interrupt()
             settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"
-            run = _build(spec, study, record, settings, experiments, run_name, gpu, False)
+            run = _build(spec, study, record, settings, experiments, run_name, gpu, False, verbose)
         return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
 
 
@@ -182,10 +188,11 @@ def _build(
     run: str,
     gpu: float,
     warm_start: bool,
+    verbose: bool = False,
 ) -> tune.Tuner:
     """A new Ray experiment ``run`` for the study, named on the study for resume."""
     trials.record_study(study, {trials.RAY_RUN: run})
-    return tuner.build(spec, record, settings, experiments, run, gpu, warm_start)
+    return tuner.build(spec, record, settings, experiments, run, gpu, warm_start, verbose)
 
 
 def _delete(location: str) -> None:

@@ -18,6 +18,7 @@ from search.records.storage import open_storage
 from search.records.study_record import StudyRecord
 from search.run import early_stopping
 from search.run.early_stopping import StudyNote
+from search.run.progress import StudyProgress
 from search.run.recovery import NewestCheckpoint
 from search.run.searcher import RecordTrials, SkipClosedTrials, StudySearch
 from search.studyfiles.samplers import make_sampler
@@ -98,11 +99,13 @@ def build(
     run: str,
     gpu: float,
     warm_start: bool,
+    verbose: bool = False,
 ) -> tune.Tuner:
     """A new Ray experiment ``run`` in ``experiments`` (a folder or URI) for the trials the
     study still lacks (the searcher counts them in the storage: Ray itself is given no sample
-    limit). The searcher, the callback and the stopper share ``record``; every trial runs with
-    ``settings``."""
+    limit). The searcher, the callbacks and the stopper share ``record``; every trial runs with
+    ``settings``. The terminal shows cephtune's progress (``progress``), and Ray's own
+    reporter too with ``verbose``."""
     url = record.storage_url
     searcher = search_alg(spec, open_storage(url), settings, warm_start, record)
     return tune.Tuner(
@@ -116,6 +119,7 @@ def build(
             # has the same metrics, and tensorboardX costs the driver a torch import.
             callbacks=[
                 RecordTrials(record),
+                StudyProgress(record, spec),  # after RecordTrials: it reads what that wrote
                 NewestCheckpoint(),
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
@@ -124,7 +128,7 @@ def build(
             # A trial whose worker died or raised is retried from its last checkpoint this
             # many times before it is FAIL; the Optuna trial and MLflow run carry on.
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            verbose=1,
+            verbose=1 if verbose else 0,
         ),
     )
 

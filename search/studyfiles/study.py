@@ -36,11 +36,12 @@ The keys are ``search.studyfiles.study_schema``'s (``studies/*.yaml``)::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from search.layout import mask_url
+from search.layout import STORAGE_ENV, mask_url
 from search.studyfiles.asha import Asha, check_warmup
 from search.studyfiles.samplers import SamplerSpec, sampler_spec
 from search.studyfiles.space import Space
@@ -166,7 +167,10 @@ def load_study(path: Path | str) -> StudySpec:
         max_concurrent_trials=file.max_concurrent_trials,
         max_failures=file.max_failures,
         seed=file.seed,
-        storage=file.storage,
+        # A file without ``storage`` takes CEPHTUNE_STORAGE when set, as every command does.
+        storage=file.storage
+        if "storage" in file.model_fields_set
+        else os.environ.get(STORAGE_ENV) or file.storage,
         experiment_path=experiment_path,
     )
 

@@ -33,7 +33,15 @@ SEARCH |= {"seeds", "wilcoxon_p", "seeds_met_frac"}
 # Each benchmark's figures; ratios and times are > 0, these few have ranges of their own.
 FIGURES = {
     "orchestration": {"overhead_s_per_trial", "startup_s", "a_over_b"},
-    "data_pipeline": {"cache_speedup", "loader_speedup", "data_wait_frac", "workers_speedup"},
+    "data_pipeline": {
+        "worker_aug_512",
+        "worker_aug_1024",
+        "cpu_epoch_host_vs_device",
+        "cache_speedup",
+        "loader_speedup",
+        "data_wait_frac",
+        "workers_speedup",
+    },
     "trainable_efficiency": {"trainable_vs_minimal"},
     "search_efficiency": SEARCH,
     "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
@@ -119,3 +127,23 @@ def test_gpu_check_fails_when_the_driver_lists_a_gpu_torch_cannot_use(tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("FAILED nvidia-smi lists 1 GPU(s) (Tesla V100-SXM2-16GB, driver 535")
     assert f"torch {torch.__version__} cannot use them" in last
+
+
+def test_a_gpu_check_part_shows_its_figures_as_they_come_and_keeps_them_when_cut(capsys):
+    """A part over its cap is killed with what it started, and every line it printed before
+    is already on the terminal and in its output (a machine's limit may cut the run)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    script = "import time\nprint('RATIO first=1', flush=True)\ntime.sleep(60)\nprint('late')"
+    caps = {**gpu_check.CAPS_S, "tests": 3}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu_check, "CAPS_S", caps)
+        ok, out, seconds = gpu_check.run_part(
+            "tests", [sys.executable, "-c", script], deadline=math.inf
+        )
+    assert not ok and seconds < 30
+    assert "RATIO first=1" in out and "late" not in out and "stopped after its 3 s cap" in out
+    assert "  | RATIO first=1" in capsys.readouterr().out

@@ -82,7 +82,8 @@ def test_a_training_step_never_waits_for_the_gpu(data_dir, tmp_path, precision):
     the device (``torch.cuda.set_sync_debug_mode`` raises on any synchronising call)."""
     run = build(config(data_dir, tmp_path, precision=precision), "cuda")
     loss_fn = create_loss(run.cfg)
-    images, coords, _ = next(iter(run.loader))
+    images, coords, _, draws = next(iter(run.loader))
+    images = run.train.images(images, draws)
     images, coords = run.precision.batch(images), coords.pin_memory()
     train_step(run, loss_fn, images, coords.to(CUDA, non_blocking=True))  # lazy inits
     torch.cuda.synchronize()

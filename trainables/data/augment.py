@@ -1,5 +1,13 @@
 """Training-time augmentation: one random affine warp for image and landmarks, then intensity.
 
+A sample's draws (``draw``: the warp and the three intensity factors) are made where the sample
+is loaded, from the generator ``LandmarkDataset`` seeds by (seed, epoch, index), and its
+landmarks are warped there (a few points). The image travels as uint8 with its draws, and
+``apply`` warps and jitters the whole batch where the step runs: on the GPU (``grid_sample``,
+as test-time augmentation does), so a DataLoader worker only reads bytes and draws numbers,
+whatever the image size. On a CPU the same ``apply`` runs in the training process: the same
+samples, the same distribution. ``augment`` is one sample through both halves.
+
 Coordinates use the pixel-centre convention (pixel ``i`` covers ``[i - 0.5, i + 0.5)``), the same
 as ``trainables.data.letterbox`` and ``trainables.eval.heatmap``, so a landmark keeps its place
 on the anatomy under the warp. The optional horizontal flip mirrors x only: every landmark is on
@@ -97,53 +105,88 @@ def warp_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return xy @ matrix[:2, :2].T + matrix[:2, 2]
 
 
-def warp_image(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Bilinear warp of a float (H, W) image by ``matrix``; outside the source is 0 (the pad).
+# A sample's draws as one float32 row: the warp as ``grid_sample``'s 2 x 3 theta (flattened),
+# then gamma, contrast and brightness.
+DRAWS = 9
+IDENTITY_THETA = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float32)
 
-    ``grid_sample`` with ``align_corners=False`` places pixel ``i`` of ``n`` at the normalised
-    coordinate ``(2 i + 1) / n - 1``, so conjugating ``matrix`` by that map keeps the pixel-centre
-    convention; its zero padding reads 0 for every tap outside the image. At 256 px it is 5-10x
-    faster than the same warp in numpy, which was most of a cached sample's cost.
-    """
-    h, w = image.shape
+
+def unit_theta(matrix: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``matrix`` (input to output pixels) as the (2, 3) theta ``affine_grid`` takes: each output
+    location's source, in the unit coordinates of ``align_corners=False``, where pixel ``i`` of
+    ``n`` sits at ``(2 i + 1) / n - 1``. So the warp keeps the pixel-centre convention."""
+    w, h = width, height
     to_unit = np.array([[2 / w, 0.0, 1 / w - 1], [0.0, 2 / h, 1 / h - 1], [0.0, 0.0, 1.0]])
     to_pixels = np.array([[w / 2, 0.0, (w - 1) / 2], [0.0, h / 2, (h - 1) / 2], [0.0, 0.0, 1.0]])
-    # affine_grid maps each output location to the source location it samples.
-    theta = torch.from_numpy(to_unit @ np.linalg.inv(matrix) @ to_pixels)[:2].float()
-    grid = F.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    return (to_unit @ np.linalg.inv(matrix) @ to_pixels)[:2].astype(np.float32)
+
+
+def warp_batch(images: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
+    """Bilinear warp of a (B, C, H, W) batch, each image by its (2, 3) theta (``unit_theta``),
+    on the batch's device; every tap outside the image reads 0 (the pad). Keeps the dtype."""
+    theta = thetas.to(images.device, torch.float32).reshape(-1, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", align_corners=False)
+    return out.to(images.dtype)
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """One float (H, W) image warped by ``matrix`` (``warp_batch`` on a batch of one)."""
+    h, w = image.shape
+    theta = torch.from_numpy(unit_theta(matrix, w, h))
     source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-    out = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out[0, 0].numpy()
+    return warp_batch(source, theta)[0, 0].numpy()
 
 
-def jitter_intensity(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Gamma, contrast and brightness jitter of a [0, 1] image; the result stays in [0, 1]."""
+def draw(
+    cfg: AugmentConfig, coords: np.ndarray, size: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's draws (a ``DRAWS`` row) for an image of ``size`` (W, H), and its (K, 2)
+    landmarks warped by them (NaN, missing, stays NaN). The warp's draws come first and the
+    intensity's after, in a fixed order, so a seed gives the same sample everywhere."""
+    matrix = random_affine(cfg, size, rng)
     gamma = math.exp(rng.uniform(-cfg.gamma, cfg.gamma))
     contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
     brightness = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
-    out = image
-    if gamma != 1.0:
-        out = np.power(out, gamma)
-    if contrast != 1.0:
-        mean = float(out.mean())
+    coords = np.asarray(coords, dtype=np.float64)
+    if np.array_equal(matrix, np.eye(3)):
+        theta = IDENTITY_THETA
+    else:
+        theta = unit_theta(matrix, *size).reshape(-1)
+        coords = warp_points(coords, matrix)
+    row = np.concatenate([theta, np.array([gamma, contrast, brightness], dtype=np.float32)])
+    return row.astype(np.float32), coords.astype(np.float32)
+
+
+def apply(images: torch.Tensor, draws: torch.Tensor, cfg: AugmentConfig | None) -> torch.Tensor:
+    """A batch of letterboxed images (B, 1, H, W; uint8, or float in [0, 1]) as float32 in
+    [0, 1], each warped and jittered by its ``draw`` row (``draws``: (B, DRAWS)), on the images'
+    device. ``cfg`` None: no augmentation. A step runs only when ``cfg`` has its strength (so
+    zero strengths are the identity, bit for bit), decided from ``cfg``, not from the draws:
+    nothing is read back from the GPU."""
+    out = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if cfg is None:
+        return out
+    draws = draws.to(out.device, torch.float32, non_blocking=True)
+    gamma, contrast, brightness = draws[:, 6:].T[..., None, None, None]
+    if cfg.rotation_deg or cfg.scale or cfg.translate or cfg.flip:
+        out = warp_batch(out, draws[:, :6]).clamp(0.0, 1.0)
+    if cfg.gamma:
+        out = out.pow(gamma)
+    if cfg.contrast:
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = (out - mean) * contrast + mean
-    if brightness != 1.0:
+    if cfg.brightness:
         out = out * brightness
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    return out.clamp(0.0, 1.0)
 
 
 def augment(
     image: np.ndarray, coords: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Randomly warp and jitter one letterboxed image (uint8 or float in [0, 1]) and its (K, 2)
-    landmarks in input pixels. Returns a float32 image in [0, 1] and float32 coordinates."""
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    else:
-        image = np.asarray(image, dtype=np.float32)
-    coords = np.asarray(coords, dtype=np.float64)
-    matrix = random_affine(cfg, (image.shape[-1], image.shape[-2]), rng)
-    if not np.array_equal(matrix, np.eye(3)):
-        image = np.clip(warp_image(image, matrix), 0.0, 1.0)
-        coords = warp_points(coords, matrix)
-    return jitter_intensity(image, cfg, rng), coords.astype(np.float32)
+    """One letterboxed image (uint8 or float in [0, 1]) and its (K, 2) landmarks in input
+    pixels, randomly warped and jittered: ``draw`` and ``apply`` on a batch of one. Returns a
+    float32 image in [0, 1] and float32 coordinates."""
+    row, coords = draw(cfg, coords, (image.shape[-1], image.shape[-2]), rng)
+    batch = torch.from_numpy(np.ascontiguousarray(image))[None, None]
+    return apply(batch, torch.from_numpy(row)[None], cfg)[0, 0].numpy(), coords

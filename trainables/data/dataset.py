@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.data.augment import AugmentConfig, augment
+from trainables.data.augment import AugmentConfig, apply, draw
 from trainables.data.cache import ImageCache, image_cache
 from trainables.data.formats import symbols
 from trainables.data.letterbox import Letterbox
@@ -23,14 +23,19 @@ from trainables.shape import Size
 
 __all__ = ["LandmarkDataset"]
 
+NO_DRAWS = torch.zeros(0)  # the draws of a sample that is not augmented
+
 
 class LandmarkDataset(torch.utils.data.Dataset):
     """Letterboxed images from the shared cache with landmarks in input pixels.
 
-    ``__getitem__(i)`` returns ``(image (1, H, W) float32 in [0, 1], coords (K, 2) float32 in
-    input pixels with NaN for missing, i)``. With ``augment`` the sample is warped and jittered
-    with a generator seeded by ``(seed, epoch, i)``: call ``set_epoch(epoch)`` before
-    ``iter(loader)`` each epoch and the samples are the same for any ``num_workers``. The epoch
+    ``__getitem__(i)`` returns ``(image (1, H, W), coords (K, 2) float32 in input pixels with
+    NaN for missing, i, draws)``. Without ``augment`` the image is float32 in [0, 1] and
+    ``draws`` empty. With it the image is the cached uint8 and ``draws`` its augmentation's row
+    (``trainables.data.augment.draw``), from a generator seeded by ``(seed, epoch, i)``, with
+    the landmarks already warped: ``augment.apply`` warps and jitters the batch where the step
+    runs (``images``). Call ``set_epoch(epoch)`` before ``iter(loader)`` each epoch and the
+    samples are the same for any ``num_workers``. The epoch
     lives in shared memory, so persistent workers see it too. The cache array is memory-mapped
     lazily in each process, so the dataset pickles cheaply to DataLoader workers.
     """
@@ -81,15 +86,21 @@ class LandmarkDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
         image = self._array()[i]
         coords = self.coords[i]
-        if self.augment is not None:
-            rng = np.random.default_rng([self.seed % 2**32, self.epoch, i])
-            out, coords = augment(image, coords, self.augment, rng)
-        else:
-            out = image.astype(np.float32) / 255.0
-        return torch.from_numpy(out).unsqueeze(0), torch.from_numpy(coords.copy()), i
+        if self.augment is None:
+            out = torch.from_numpy(image.astype(np.float32) / 255.0)
+            return out.unsqueeze(0), torch.from_numpy(coords.copy()), i, NO_DRAWS
+        rng = np.random.default_rng([self.seed % 2**32, self.epoch, i])
+        row, coords = draw(self.augment, coords, (image.shape[-1], image.shape[-2]), rng)
+        out = torch.from_numpy(np.array(image))  # out of the read-only memory map
+        return out.unsqueeze(0), torch.from_numpy(coords), i, torch.from_numpy(row)
+
+    def images(self, images: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """A loaded batch as the model's input, float32 in [0, 1] on the batch's device: warped
+        and jittered by its draws when this split is augmented (``augment.apply``)."""
+        return apply(images, draws, self.augment)
 
     def resized(self, image_size: Size | int | str) -> LandmarkDataset:
         """The same records at another input size, without augmentation (an ensemble member's

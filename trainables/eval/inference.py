@@ -92,8 +92,8 @@ def predict_dataset(
         )
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     batches = (
-        (images, [lambda p, i=i: data.to_original(i, p) for i in idx.tolist()])
-        for images, _, idx in loader
+        (data.images(images, draws), [lambda p, i=i: data.to_original(i, p) for i in idx.tolist()])
+        for images, _, idx, draws in loader
     )
     found = predict(model, batches, precision, tta=tta)
     return np.stack(found) if found else np.zeros((0, data.num_landmarks, 2))

@@ -81,6 +81,37 @@ CASES: list[Case] = [
             ("report", ".."),
         )
     ),
+    # a read command never creates a storage, nor its folder
+    Case(
+        "status-mistyped-storage",
+        argv("status", "done", "--storage", "sqlite:///studies/typo.db"),
+        ("--storage: no Optuna storage at", "studies/typo.db", "nothing was created"),
+    ),
+    Case(
+        "resume-storage-in-a-missing-folder",
+        argv("resume", "done", "--storage", "sqlite:///no/such/dir/optuna.db"),
+        ("--storage: no Optuna storage at", "no/such/dir/optuna.db"),
+    ),
+    Case(
+        "dashboard-mistyped-storage",
+        argv("dashboard", "--storage", "sqlite:///studies/typo.db"),
+        ("--storage: no Optuna storage at", "studies/typo.db"),
+    ),
+    Case(
+        "best-storage-is-a-path-not-a-url",
+        argv("best", "done", "--storage", "studies/optuna.db"),
+        ("--storage: 'studies/optuna.db' is not a database URL", "sqlite:///studies/optuna.db"),
+    ),
+    # start NAME is studies/NAME.yaml
+    Case(
+        "start-by-name-reads-studies-name-yaml",
+        lambda ctx: [
+            "start",
+            str(write(ctx.project / "studies" / "named.yaml", "name: named\nepochs: 3\n").stem),
+        ],
+        ("studies/named.yaml", "epochs"),
+    ),
+    Case("start-unknown-name", argv("start", "nosuch"), ("nosuch: file not found",)),
     # command line use
     Case(
         "promote-epochs-0",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from importlib.metadata import version
 
 import optuna
 
@@ -58,3 +59,22 @@ def test_dashboard_serves_the_study_storage_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cephtune {version('cephtune')}"
+
+
+def test_cephtune_storage_is_every_command_s_storage(tmp_path, monkeypatch, capsys):
+    """As MLFLOW_TRACKING_URI is MLflow's: the default of --storage, which still wins."""
+    storage = f"sqlite:///{tmp_path}/elsewhere.db"
+    study = optuna.create_study(study_name="kept", storage=storage)
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 5e-4), n_trials=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CEPHTUNE_STORAGE", storage)
+    assert main(["status", "kept", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["states"] == {"COMPLETE": 2}
+    assert main(["status", "kept", "--storage", "sqlite:///studies/optuna.db"]) == 2
+    assert "no Optuna storage at" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.db"]

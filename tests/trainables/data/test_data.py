@@ -170,7 +170,8 @@ def make_dataset(root: Path, cache: Path, **kwargs) -> LandmarkDataset:
 
 def test_dataset_items_and_coordinate_round_trip(synth, tmp_path):
     data = make_dataset(synth, tmp_path / "cache")
-    image, coords, i = data[1]
+    image, coords, i, draws = data[1]
+    assert draws.numel() == 0  # not augmented: the image is the model's input already
     assert i == 1 and image.shape == (1, 32, 32) and image.dtype == torch.float32
     assert 0 <= image.min() and image.max() <= 1 and image.max() > 0
     assert coords.shape == (29, 2) and coords.dtype == torch.float32
@@ -186,13 +187,19 @@ def test_dataset_items_and_coordinate_round_trip(synth, tmp_path):
     torch.testing.assert_close(clone[1][0], image)
 
 
+def sample(data: LandmarkDataset, i: int) -> torch.Tensor:
+    """Sample ``i``'s image as the model gets it (augmented where the step runs)."""
+    image, _, _, draws = data[i]
+    return data.images(image[None], draws[None])[0]
+
+
 def test_augmentation_seeded_by_seed_epoch_and_index(synth, tmp_path):
     aug = AugmentConfig(rotation_deg=10, scale=0.1, translate=0.05, brightness=0.2, gamma=0.2)
     a = make_dataset(synth, tmp_path / "cache", augment=aug, seed=3)
     b = make_dataset(synth, tmp_path / "cache", augment=aug, seed=3)
     plain = make_dataset(synth, tmp_path / "cache")
-    torch.testing.assert_close(a[2][0], b[2][0])
-    assert not torch.equal(a[2][0], plain[2][0])
+    torch.testing.assert_close(sample(a, 2), sample(b, 2))
+    assert not torch.equal(sample(a, 2), sample(plain, 2))
     first = a[2][1].clone()
     a.set_epoch(1)
     assert a.epoch == 1 and not torch.equal(a[2][1], first)
@@ -207,7 +214,10 @@ def epochs(data: LandmarkDataset, workers: int) -> list[torch.Tensor]:
     out = []
     for epoch in range(2):
         data.set_epoch(epoch)
-        out += [torch.cat([images.flatten(), coords.flatten()]) for images, coords, _ in loader]
+        out += [
+            torch.cat([data.images(images, draws).flatten(), coords.flatten()])
+            for images, coords, _, draws in loader
+        ]
     return out
 
 
@@ -226,7 +236,7 @@ def test_rectangular_inputs_letterbox_only_as_needed(synth, tmp_path, size):
     input's aspect is not the image's); landscape 64 x 32 pads only horizontally. Landmarks map
     back to original pixels."""
     data = make_dataset_sized(synth, tmp_path / "cache", size)
-    image, coords, _ = data[0]
+    image, coords, _, _ = data[0]
     width, height = (32, 64) if size == [32, 64] else (64, 32)
     assert image.shape == (1, height, width)
     box = data.boxes[0]
