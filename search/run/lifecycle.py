@@ -157,7 +157,7 @@ def resume(
             # Trials Ray will not continue (it saved the experiment before they started) are
             # interrupted now, so the searcher's count of running trials is true.
             record.interrupt(keep=unfinished_in_ray(folder))
-            run = tuner.restore(folder, spec, gpu)
+            run = tuner.restore(folder, spec, gpu, verbose)
         else:  # the driver died before Ray saved anything: replace the lost trials
             record.interrupt()
             settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"

@@ -6,6 +6,7 @@ every trial by the searcher and the callbacks, checkpoints and retries.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from search.studyfiles.space import Space
 from search.studyfiles.study import StudySpec
 from trainables.config import EPOCHS_AFTER_WARMUP
 from trainables.trial import trainable
+
+RAY_NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"  # Ray's switch between its two terminal engines
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def build(
     reporter too with ``verbose``."""
     url = record.storage_url
     searcher = search_alg(spec, open_storage(url), settings, warm_start, record)
+    ray_reporter(verbose)
     return tune.Tuner(
         resourced(spec, gpu),
         tune_config=tune_config(spec, searcher, StudyNote(url, spec.name)),
@@ -133,15 +137,23 @@ def build(
     )
 
 
+def ray_reporter(verbose: bool) -> None:
+    """Ray's own terminal output on (``verbose``) or off. ``verbose=0`` alone does not silence
+    Ray's newer output engine, which still prints its experiment box and results path; its
+    legacy engine, which cephtune selects when Ray is to be quiet, prints nothing at 0."""
+    os.environ[RAY_NEW_OUTPUT] = "1" if verbose else "0"
+
+
 def can_restore(location: str) -> bool:
     """Whether Ray saved an experiment at ``location`` that ``restore`` can continue."""
     return tune.Tuner.can_restore(location)
 
 
-def restore(location: str, spec: StudySpec, gpu: float) -> tune.Tuner:
+def restore(location: str, spec: StudySpec, gpu: float, verbose: bool = False) -> tune.Tuner:
     """The saved Ray experiment at ``location``: unfinished trials continue from their last
     checkpoint (the searcher, callback and stopper come back with the study's record: the one
     this process holds, else one rebuilt from the settings they saved)."""
+    ray_reporter(verbose)
     return tune.Tuner.restore(
         location, resourced(spec, gpu), resume_unfinished=True, resume_errored=False
     )
