@@ -20,13 +20,29 @@ from search.layout import DEFAULT_STORAGE, STORAGE_ENV
 from trainables.data.records import ANNOTATOR_CHOICES, SPLITS, TRAIN_ON
 from trainables.errors import CephtuneError
 
-FORMAT_HELP = "auto (default: read from the folder) | aariz | isbi | coco | csv"
+FORMAT_HELP = "the dataset's format: aariz | isbi | coco | csv, or auto (read from the folder)"
+NAME_HELP = "the study's name"
+ANNOTATOR_HELP = "whose landmarks, where a dataset has two (ISBI 2015): senior | junior | mean"
 STORAGE_HELP = f"the Optuna storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE})"
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every argument's help ends with its default, where it has one (not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with its usage errors as one ``error:`` line (exit code 2) like every other
-    bad input, instead of the usage text followed by the message."""
+    bad input, instead of the usage text followed by the message, and each argument's default
+    in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -71,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.start)
 
     p = sub.add_parser("resume", help="continue an interrupted study")
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
     p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
@@ -83,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", commands.status, "trial counts by state"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("name")
+        p.add_argument("name", help=NAME_HELP)
         shown = p.add_mutually_exclusive_group()
-        shown.add_argument("--json", action="store_true")
+        shown.add_argument("--json", action="store_true", help="as one JSON object")
         if name == "best":
             shown.add_argument(
                 "--yaml", action="store_true", help="its training config, for search.py train"
@@ -94,38 +110,38 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("init", help="write a study and a space for your dataset and machine")
-    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="your dataset's folder")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
     p.add_argument("--name", help="the study's name (default: the dataset folder's)")
     p.add_argument("--gpus", type=at_least(0), help="GPUs to use (default: nvidia-smi's count)")
     p.add_argument("--gpu-memory", type=float, metavar="GB", help="per GPU (default: nvidia-smi's)")
-    p.add_argument("--trials", type=at_least(1), default=64, help="num_samples (default 64)")
-    p.add_argument("--epochs", type=at_least(1), default=60, help="max_epochs (default 60)")
+    p.add_argument("--trials", type=at_least(1), default=64, help="the study's num_samples")
+    p.add_argument("--epochs", type=at_least(1), default=60, help="the study's max_epochs")
     p.set_defaults(func=commands.init)
 
     p = sub.add_parser("train", help="train one configuration without Ray")
     p.add_argument("config", type=Path, help="trainable config YAML (e.g. a promoted best.yaml)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default runs/CONFIG_NAME)")
-    p.add_argument("--resume", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="a last.pt to continue")
     p.add_argument("--experiment", default="train", help="MLflow experiment")
     p.set_defaults(func=commands.train)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="the address it listens on")
+    p.add_argument("--port", type=int, default=8080, help="the port it listens on")
     p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(func=commands.dashboard)
 
     p = sub.add_parser("promote", help="train the best configuration longer, test, register")
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.add_argument(
         "--epochs", type=at_least(1), help="final epochs (default: the guides' 100 or 150)"
     )
     p.add_argument(
         "--trials", type=at_least(1), default=1, help="re-train the top K, keep the best"
     )
-    p.add_argument("--train-on", default="train", choices=TRAIN_ON)
-    p.add_argument("--seed", type=at_least(0))
+    p.add_argument("--train-on", default="train", choices=TRAIN_ON, help="the final run's data")
+    p.add_argument("--seed", type=at_least(0), help="the final run's seed (default: the trial's)")
     p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
     p.add_argument("--tta", action="store_true", help="test with test-time augmentation")
     p.add_argument(
@@ -139,46 +155,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="landmarks for new images with a registered model")
     p.add_argument("--model", required=True, help="models:/NAME@champion, models:/NAME/3, …")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--pixel-size", type=float, metavar="MM")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="images, or folders of them"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for one JSON per image")
+    p.add_argument(
+        "--pixel-size", type=float, metavar="MM", help="echoed into each JSON (never assumed)"
+    )
     p.add_argument("--overlay", action="store_true", help="also write a PNG per image")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (scales, shifts)")
     p.set_defaults(func=commands.predict)
 
     p = sub.add_parser("report", help="an HTML report of a study")
-    p.add_argument("name")
-    p.add_argument("--out", type=Path)
+    p.add_argument("name", help=NAME_HELP)
+    p.add_argument("--out", type=Path, help="folder (default: studies/NAME/report)")
     p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(func=commands.report)
 
     p = sub.add_parser("evaluate", help="score a folder of landmark JSON predictions")
     p.add_argument("--pred", type=Path, required=True, help="folder of <ceph_id>.json")
-    p.add_argument("--dataset", type=Path, required=True)
-    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--dataset", type=Path, required=True, help="the dataset with the truth")
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split scored")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES, help=ANNOTATOR_HELP)
+    p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=commands.evaluate)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data", required=True)
     p = data.add_parser("check", help="validate a dataset; exit 1 when it has errors")
-    p.add_argument("dataset", type=Path)
+    p.add_argument("dataset", type=Path, help="the dataset folder")
     p.add_argument("--format", default="auto", help=FORMAT_HELP)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=commands.data_check)
     p = data.add_parser("synth", help="write a synthetic Aariz-layout dataset")
-    p.add_argument("out_dir")
-    p.add_argument("--n", type=at_least(3), default=100)
-    p.add_argument("--size", type=at_least(32), nargs=2, metavar=("W", "H"), default=(1935, 2400))
-    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("out_dir", help="a new folder")
+    p.add_argument("--n", type=at_least(3), default=100, help="images (split 70/15/15)")
+    p.add_argument(
+        "--size", type=at_least(32), nargs=2, metavar=("W", "H"), default=(1935, 2400),
+        help="each image's pixels",
+    )  # fmt: skip
+    p.add_argument("--seed", type=at_least(0), default=0, help="of the generator")
     p.set_defaults(func=commands.data_synth)
     p = data.add_parser("convert", help="rewrite a dataset in the COCO keypoints or CSV format")
-    p.add_argument("dataset", type=Path)
+    p.add_argument("dataset", type=Path, help="the dataset folder")
     p.add_argument("out_dir", type=Path, help="a new folder")
-    p.add_argument("--to", required=True, choices=("coco", "csv"))
+    p.add_argument("--to", required=True, choices=("coco", "csv"), help="the format written")
     p.add_argument("--format", default="auto", help="of DATASET: " + FORMAT_HELP)
-    p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES)
+    p.add_argument("--annotator", default="mean", choices=ANNOTATOR_CHOICES, help=ANNOTATOR_HELP)
     p.set_defaults(func=commands.data_convert)
     return parser
 

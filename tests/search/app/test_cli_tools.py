@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from importlib.metadata import version
 
 import optuna
 
-from search.cli import main
+from search.cli import build_parser, main
 from tests.helpers import REPO, free_port
 from trainables.data.formats import load_split
 
@@ -78,3 +79,22 @@ def test_cephtune_storage_is_every_command_s_storage(tmp_path, monkeypatch, caps
     assert main(["status", "kept", "--storage", "sqlite:///studies/optuna.db"]) == 2
     assert "no Optuna storage at" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.db"]
+
+
+def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, action, parser
+
+
+def test_every_argument_says_what_it_is_and_its_default():
+    for path, action, parser in walk(build_parser()):
+        if action.dest == "help":
+            continue
+        assert action.help, f"{' '.join(path)} {action.dest}: no help"
+        shown = parser.format_help()
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            assert f"(default: {action.default}" in " ".join(shown.split()), (path, action.dest)
