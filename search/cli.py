@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one configuration without Ray")
     p.add_argument("config", type=Path, help="trainable config YAML (e.g. a promoted best.yaml)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default runs/CONFIG_NAME)")
-    p.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="a last.pt to continue")
+    p.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="a checkpoint to continue")
     p.add_argument("--experiment", default="train", help="MLflow experiment")
     p.set_defaults(func=commands.train)
 
