@@ -163,10 +163,13 @@ def test_every_shipped_space_and_study_loads():
         assert study.space.params
 
 
-def test_loader_workers_default_to_none_on_cpu_and_one_per_trial_cpu_on_cuda():
+def test_loader_workers_default_to_none_on_cpu_and_the_trial_s_cpus_less_one_on_cuda():
+    """A worker reads bytes and draws the augmentation (the GPU applies it), so on CUDA every
+    CPU of the trial but the training process's own loads."""
     assert TrainConfig.from_dict({}).workers(cuda=False) == 0
-    assert TrainConfig.from_dict({"num_threads": 2}).workers(cuda=True) == 2
-    assert TrainConfig.from_dict({"num_threads": 16}).workers(cuda=True) == 4
+    assert TrainConfig.from_dict({}).workers(cuda=True) == 0
+    assert TrainConfig.from_dict({"num_threads": 2}).workers(cuda=True) == 1
+    assert TrainConfig.from_dict({"num_threads": 16}).workers(cuda=True) == 15
     assert TrainConfig.from_dict({"num_workers": 3}).workers(cuda=False) == 3
     with pytest.raises(ConfigError, match="num_workers must be >= 0, got -1"):
         TrainConfig.from_dict({"num_workers": -1})
