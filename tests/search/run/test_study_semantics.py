@@ -198,7 +198,11 @@ warm_start:
 
 
 def test_out_of_memory_shrinks_the_micro_batch_or_fails_as_oom(project, ray_cluster):
-    study_file = study_files(project, "oom", num_samples=2, max_epochs=1, space=OOM_SPACE)
+    # Both trials at once, so each runs in a fresh worker process: under RLIMIT_DATA heap that
+    # a previous trial freed but the allocator kept would be spent again without counting.
+    study_file = study_files(
+        project, "oom", num_samples=2, max_epochs=1, concurrent=2, space=OOM_SPACE
+    )
     assert main(["start", str(study_file)]) == 0
     study = optuna_study(project, "oom")
     big, fitted = study.trials
