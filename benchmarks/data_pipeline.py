@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import finish, header, interleaved, median, parser, spread, synthetic, timed
-from device_augment import WORKER_SIZES, host_twin, per_call, worker_costs
+from device_augment import WORKER_SIZES, HostAugmenting, per_call, twin, worker_costs
 
 from trainables.config import TrainConfig
 from trainables.data.augment import augment, random_affine, warp_image
@@ -55,19 +55,6 @@ class DecodingDataset(LandmarkDataset):
 
     def _array(self) -> Decoded:  # type: ignore[override]
         return Decoded([r.image for r in self.records], self.image_size)
-
-
-def decoding_twin(data: LandmarkDataset, cfg: TrainConfig) -> DecodingDataset:
-    return DecodingDataset(
-        data.records,
-        data.image_size,
-        fmt=cfg.dataset_format,
-        root=cfg.data_dir,
-        split=cfg.train_on,
-        cache_dir=cfg.cache_dir,
-        augment=data.augment,
-        seed=data.seed,
-    )
 
 
 def with_data(run: Run, data: LandmarkDataset, num_workers: int) -> Run:
@@ -149,10 +136,10 @@ def main() -> None:
 
         run = build(cfg)
         cached = run
-        decoded = with_data(run, decoding_twin(run.train, cfg), default_workers)
+        decoded = with_data(run, twin(DecodingDataset, run.train, cfg), default_workers)
         workers = min(4, max(1, len(os.sched_getaffinity(0)) - 1))
         pooled = with_data(run, run.train, workers)
-        host = with_data(run, host_twin(run.train, cfg), default_workers)
+        host = with_data(run, twin(HostAugmenting, run.train, cfg), default_workers)
 
         # Per-sample costs, to see what limits each ratio.
         image = np.array(run.train._array()[0])

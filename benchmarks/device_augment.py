@@ -45,8 +45,10 @@ class HostAugmenting(LandmarkDataset):
         return images
 
 
-def host_twin(data: LandmarkDataset, cfg: TrainConfig) -> HostAugmenting:
-    return HostAugmenting(
+def twin(kind: type[LandmarkDataset], data: LandmarkDataset, cfg: TrainConfig):
+    """``data`` again as the dataset class ``kind`` (a variant that differs in one method):
+    the same records, size, split, cache, augmentation and seed."""
+    return kind(
         data.records,
         data.image_size,
         fmt=cfg.dataset_format,
