@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# Beside it: the epoch it holds, which the driver reads without torch when it must re-point a
-# trial at a checkpoint (``search.run.recovery``). Ray's training_iteration is that epoch.
+# Beside it: the epoch it holds and the metrics reported with it, which the driver reads without
+# torch when it must re-point a trial at a checkpoint (``search.run.recovery``): Ray restores a
+# trial's last result from its checkpoint's metrics. Ray's training_iteration is that epoch.
 EPOCH_NAME = "epoch.json"
 
 
@@ -51,9 +52,18 @@ def trainable(config: dict[str, Any]) -> None:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint.save(Path(folder) / CHECKPOINT_NAME, state())
-            (Path(folder) / EPOCH_NAME).write_text(json.dumps({"epoch": metrics["epoch"]}))
+            fill_checkpoint(Path(folder), state(), metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     with gpu_share(device, share):
         run_training(cfg, report, resume, device=device)
+
+
+def fill_checkpoint(folder: Path, state: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """What a trial's checkpoint folder holds: the training state, and beside it the epoch and
+    the metrics reported with it (``EPOCH_NAME``)."""
+    from trainables import checkpoint
+
+    checkpoint.save(folder / CHECKPOINT_NAME, state)
+    held = {"epoch": metrics["epoch"], "metrics": metrics}
+    (folder / EPOCH_NAME).write_text(json.dumps(held, default=float))

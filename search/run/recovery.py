@@ -11,8 +11,10 @@ reverse happens on Ctrl-C: Ray's last snapshot can hold a trial's last result bu
 checkpoint saved with it, and the trial would start over. Before a pending trial starts,
 ``NewestCheckpoint`` re-points such a trial at the checkpoints that are on storage, newest
 last (for a trial Ray knows no checkpoint of, only those of epochs it has seen reported, so no
-epoch goes unrecorded). It reaches into Ray's per-trial checkpoint bookkeeping, which has no
-public setter (Ray 2.60).
+epoch goes unrecorded), each with the metrics the trial reported at its epoch: Ray restores a
+trial's last result from them, and one restored at its last epoch ends at once with that result
+as its final one. It reaches into Ray's per-trial checkpoint bookkeeping, which has no public
+setter (Ray 2.60).
 """
 
 from __future__ import annotations
@@ -66,18 +68,22 @@ def repoint(trial: Trial) -> bool:
         ):
             try:
                 with fs.open_input_stream(f"{info.path}/{EPOCH_NAME}") as stream:
-                    epoch = int(json.loads(stream.read())["epoch"])
-            except (OSError, ValueError, KeyError):
+                    held = json.loads(stream.read())
+                epoch, metrics = int(held["epoch"]), dict(held.get("metrics", {}))
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
             if epoch <= upto:
-                found.append((epoch, info.path))
+                found.append((epoch, info.path, metrics))
     if not found:
         return False
     manager = trial.run_metadata.checkpoint_manager
     manager._checkpoint_results = []  # what the saved state listed is not what storage holds
-    for epoch, path in sorted(found):
+    for epoch, path, metrics in sorted(found, key=lambda f: f[0]):
+        # Ray makes these metrics the trial's last result when it restores it; a trial whose
+        # checkpoint is its last epoch ends at once, and Ray hands that result, as the trial's
+        # final one, to the searcher, the scheduler and the record, which need its metric.
         checkpoint = Checkpoint(path, filesystem=fs)
         manager.register_checkpoint(
-            _TrainingResult(checkpoint=checkpoint, metrics={ITERATION: epoch})
+            _TrainingResult(checkpoint=checkpoint, metrics={**metrics, ITERATION: epoch})
         )
     return True
