@@ -10,6 +10,7 @@ champion's (or there is none), ``challenger`` otherwise.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,11 +34,24 @@ TEST_METRIC = "test_mre_mm"  # what ranks promoted models: lower is better
 TAG_TEST_TTA = "cephtune.test_tta"  # on the final run: the test-time augmentation tested with
 
 
+class _ChosenPickle(logging.Filter):
+    """Drops mlflow.pytorch's warning that pickle runs code when loaded: the pickle format is
+    this module's choice (module doc), and ``promote`` prints no library warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
 def _save_served(path: str, mlflow_model: Model, **kwargs: Any) -> None:
     """mlflow.pytorch's ``save_model``, then the ``python_function`` flavor pointed at
     cephtune's loader (``trainables.eval.serving``): ``mlflow models serve`` then answers
     landmark requests instead of feeding a dataframe to the network."""
-    mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+    log, chosen = logging.getLogger("mlflow.pytorch"), _ChosenPickle()
+    log.addFilter(chosen)
+    try:
+        mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+    finally:
+        log.removeFilter(chosen)
     mlflow_model.flavors["python_function"]["loader_module"] = serving.LOADER
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
