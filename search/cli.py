@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="run a GPU study on CPU")
     p.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables")
+    p.add_argument(
+        "--num-samples",
+        type=at_least(1),
+        metavar="N",
+        help="add trials to a finished study until it has N (default: its num_samples)",
+    )
     p.set_defaults(func=commands.resume)
 
     for name, func, text in (

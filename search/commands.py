@@ -36,7 +36,9 @@ def resume(args: argparse.Namespace) -> int:
     from search.run import lifecycle
 
     here = Layout.here()
-    outcome = lifecycle.resume(args.name, args.storage, here, args.cpu, args.address, args.verbose)
+    outcome = lifecycle.resume(
+        args.name, args.storage, here, args.cpu, args.address, args.verbose, args.num_samples
+    )
     return summary(outcome)
 
 

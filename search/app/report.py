@@ -29,6 +29,7 @@ from search.records.trials import (
     MLFLOW_EXPERIMENT_ID,
     SPEC,
     STATE_TAGS,
+    budget,
     interrupted,
 )
 from trainables.artifacts import FinalDir, TestMetrics
@@ -61,7 +62,7 @@ def write_report(
 def render(study: optuna.Study, storage_url: str, final_dir: Path) -> str:
     """The report page of ``study`` as one HTML string."""
     trials = study.get_trials(deepcopy=False)
-    spec = study.user_attrs.get(SPEC) or {}
+    spec = {**(study.user_attrs.get(SPEC) or {}), "num_samples": budget(study)}
     metric = study.user_attrs.get(METRIC) or spec.get("metric") or "value"
     ranked = ranking.valued_first(study, trials)
     parts = [

@@ -44,6 +44,7 @@ MLFLOW_TRACKING_URI = "mlflow_tracking_uri"  # masked
 MLFLOW_EXPERIMENT_ID = "mlflow_experiment_id"
 MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"
 RAY_RUN = "ray_run"  # the Ray experiment's run name (studies/NAME/<ray_run>)
+NUM_SAMPLES = "num_samples"  # the budget `resume --num-samples` raised it to (else the spec's)
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # How an ended trial's state reads in MLflow (``cephtune.state``) and in the report.
@@ -57,6 +58,13 @@ STATE_TAGS = {
 def record_study(study: optuna.Study, values: dict[str, Any]) -> None:
     for key, value in values.items():
         study.set_user_attr(key, value)
+
+
+def budget(study: optuna.Study) -> int | None:
+    """How many trials the study runs: what ``resume --num-samples`` last raised it to, else
+    its study file's ``num_samples`` (None for a study cephtune did not start)."""
+    attrs = study.user_attrs
+    return attrs.get(NUM_SAMPLES, attrs.get(SPEC, {}).get("num_samples"))
 
 
 def interrupted(trial: FrozenTrial) -> bool:

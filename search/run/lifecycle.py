@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -109,10 +109,13 @@ def resume(
     cpu_only: bool = False,
     address: str | None = None,
     verbose: bool = False,
+    num_samples: int | None = None,
 ) -> Outcome:
     """Continue study ``name`` from its records and Ray experiment. ``storage_url`` is resolved
     against ``here`` (where the command runs); the study then runs in the project folder it was
-    started in, wherever that is: its Ray experiment, lock and default MLflow store are there."""
+    started in, wherever that is: its Ray experiment, lock and default MLflow store are there.
+    ``num_samples`` raises the budget of a study that finished its trials (Optuna's "run
+    more"): the new trials run in a new Ray experiment of the same study."""
     study = open_study(name, here.url(storage_url))
     attrs = study.user_attrs
     if trials.STUDY_FILE not in attrs:
@@ -136,24 +139,27 @@ def resume(
             f"{mask_url(track.uri)}; set MLFLOW_TRACKING_URI={recorded} (with the password if "
             "*** hides one)"
         )
-    spec = load_study(attrs[trials.STUDY_FILE])
-    if spec.record() != attrs[trials.SPEC]:
-        raise ConfigError(
-            f"{spec.path}: changed since study {name!r} started; resume is for recovery, "
-            "not for a new spec (start a new study, or --fresh)"
-        )
+    spec = _unchanged(load_study(attrs[trials.STUDY_FILE]), study, num_samples)
+    if num_samples is not None:  # before Ray starts: a refusal is quick
+        _check_more(spec, study, num_samples)
     data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
     runs = StudyRuns(
         track.uri, attrs[trials.MLFLOW_EXPERIMENT_ID], attrs[trials.MLFLOW_PARENT_RUN_ID]
     )
     record = StudyRecord(name, layout.url(spec.storage), spec.metric, spec.max_epochs, runs)
     with study_lock(layout, name, here.url(storage_url)):
+        if num_samples is not None:
+            _check_more(spec, study, num_samples)  # again, now that no other driver runs
         if len(trials.finished(study)) >= spec.num_samples:
             record.settle()
             return Outcome(spec, layout, data_root, True)
         experiments = layout.experiments(name, spec.experiment_path)
         folder = f"{experiments}/{attrs[trials.RAY_RUN]}"
-        if tuner.can_restore(folder):
+        if num_samples is not None:  # the finished Ray experiment stays as it ended
+            trials.record_study(study, {trials.NUM_SAMPLES: num_samples})
+            settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"
+            run = _build(spec, study, record, settings, experiments, run_name, gpu, False, verbose)
+        elif tuner.can_restore(folder):
             # Trials Ray will not continue (it saved the experiment before they started) are
             # interrupted now, so the searcher's count of running trials is true.
             record.interrupt(keep=unfinished_in_ray(folder))
@@ -163,6 +169,42 @@ def resume(
             settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"
             run = _build(spec, study, record, settings, experiments, run_name, gpu, False, verbose)
         return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
+
+
+def _unchanged(spec: StudySpec, study: optuna.Study, num_samples: int | None) -> StudySpec:
+    """The study file's spec, refused when it changed since the start, with the budget the
+    study runs to: ``num_samples`` when given (then the file's own may differ too), else the
+    one ``resume --num-samples`` last set, else the file's."""
+    started = dict(study.user_attrs[trials.SPEC])
+    now = spec.record()
+    if num_samples is not None:
+        now["num_samples"] = started["num_samples"]
+    if now != started:
+        more = ""
+        if {k for k in now if now[k] != started.get(k)} == {"num_samples"}:
+            more = f"; to add trials, `python search.py resume {spec.name} --num-samples N`"
+        raise ConfigError(
+            f"{spec.path}: changed since study {spec.name!r} started; resume is for recovery, "
+            f"not for a new spec (start a new study, or --fresh){more}"
+        )
+    budget = num_samples if num_samples is not None else trials.budget(study)
+    return replace(spec, num_samples=int(budget))
+
+
+def _check_more(spec: StudySpec, study: optuna.Study, num_samples: int) -> None:
+    """``resume --num-samples``: only for a study that finished its trials, and only more."""
+    done, before = len(trials.finished(study)), trials.budget(study)
+    flag = f"--num-samples {num_samples}"
+    if done < before:
+        raise ConfigError(
+            f"{flag}: study {spec.name!r} has {done} of its {before} trials finished; continue "
+            f"it first with `python search.py resume {spec.name}`, then add trials"
+        )
+    if num_samples <= done:
+        raise ConfigError(
+            f"{flag}: study {spec.name!r} already has {done} finished trials; ask for more "
+            f"than {done} to add trials"
+        )
 
 
 def _prepare(

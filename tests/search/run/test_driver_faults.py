@@ -157,6 +157,11 @@ def test_ctrl_c_stops_cleanly_with_a_resume_hint(project, ray_cluster, cache_dir
     hints = [line for line in err.splitlines() if "python search.py resume ctrlc" in line]
     assert len(hints) == 1 and err.rstrip().endswith(hints[0])
 
+    capsys.readouterr()
+    assert main(["resume", "ctrlc", "--num-samples", "5"]) == 2  # adding trials waits
+    err = capsys.readouterr().err
+    assert "continue it first with `python search.py resume ctrlc`" in err
+    assert err.count("\n") == 1
     assert main(["resume", "ctrlc"]) == 0
     study = assert_consistent(project, "ctrlc", 3)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3

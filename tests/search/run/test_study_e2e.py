@@ -109,3 +109,34 @@ def test_second_start_refuses_and_fresh_starts_over(project, ray_cluster, capsys
     client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("again")
     assert len(runs_of(client, experiment.experiment_id)[1]) == 2
+
+
+def test_resume_with_more_samples_adds_trials_to_a_finished_study(project, ray_cluster, capsys):
+    """Optuna's "run more": ``resume NAME --num-samples N`` on a finished study runs the new
+    trials in the same study and MLflow parent, and its budget holds for a later resume."""
+    study_file = tiny_study(project, name="more", num_samples=2, max_epochs=1, grace=1)
+    assert main(["start", str(study_file)]) == 0
+    capsys.readouterr()
+    assert main(["resume", "more", "--num-samples", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "already has 2 finished trials" in err and err.count("\n") == 1
+
+    assert main(["resume", "more", "--num-samples", "3"]) == 0
+    assert "Study 'more': 3 trials finished" in capsys.readouterr().out
+    storage = optuna_url(project)
+    study = optuna.load_study(study_name="more", storage=storage)
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert study.user_attrs["num_samples"] == 3
+    client = MlflowClient(mlflow_url(project))
+    _, children = runs_of(client, client.get_experiment_by_name("more").experiment_id)
+    assert len(children) == 3
+    assert main(["resume", "more"]) == 0  # the raised budget holds; nothing more runs
+    assert len(optuna.load_study(study_name="more", storage=storage).trials) == 3
+
+    # Raising num_samples in the file instead is refused with the way to do it.
+    study_file.write_text(study_file.read_text().replace("num_samples: 2", "num_samples: 4"))
+    capsys.readouterr()
+    assert main(["resume", "more"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since study 'more' started" in err and "--num-samples N" in err
