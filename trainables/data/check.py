@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from trainables.data.formats import get_format
+from trainables.data.letterbox import bit_depth
 from trainables.data.records import SPLITS, SplitIndex
 from trainables.errors import DataError
 
@@ -33,6 +34,7 @@ class CheckReport:
     counts: dict[str, int] = field(default_factory=dict)  # images per split
     landmarks_per_image: dict[str, list[int]] = field(default_factory=dict)  # split -> [min, max]
     pixel_size_mm: list[float] | None = None  # [min, max] over all images
+    bit_depths: dict[str, int] = field(default_factory=dict)  # "16-bit grey" -> images
     unreadable: list[str] = field(default_factory=list)
     leaks: list[list[str]] = field(default_factory=list)  # byte-identical images across splits
     errors: list[str] = field(default_factory=list)
@@ -53,6 +55,9 @@ class CheckReport:
         if self.pixel_size_mm:
             low, high = self.pixel_size_mm
             lines.append(f"  pixel size {low:g}-{high:g} mm")
+        if self.bit_depths:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.bit_depths.items()))
+            lines.append(f"  pixels: {kinds} (each read onto one 8-bit grey scale)")
         lines.append(
             f"  {len(self.unreadable)} unreadable images, {len(self.leaks)} cross-split duplicates"
         )
@@ -133,10 +138,12 @@ def _check_image(path: Path, report: CheckReport) -> tuple[str, tuple[int, int]]
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             size = im.size
+            kind = bit_depth(im)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         report.unreadable.append(str(path))
         report.errors.append(f"{path}: unreadable image ({e})")
         return None
+    report.bit_depths[kind] = report.bit_depths.get(kind, 0) + 1
     return hashlib.sha1(data).hexdigest(), size
 
 

@@ -6,6 +6,7 @@ Coordinates use the pixel-centre convention: pixel ``i`` covers ``[i - 0.5, i + 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,13 +48,60 @@ class Letterbox:
         return out
 
 
+# Bit depths a greyscale image of more than 8 bits is taken to hold: the smallest that holds its
+# largest value. DICOM exports keep 10, 12 or 14 significant bits in a 16-bit PNG or TIFF.
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+# Modes PIL's own conversion reads right: 8 bits a channel (RGB and RGBA by luma), a palette.
+EIGHT_BIT = ("L", "LA", "RGB", "RGBA", "RGBX", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV")
+DEPTH_NAMES = {"L": "8-bit grey", "LA": "8-bit grey", "1": "1-bit", "P": "palette", "PA": "palette"}
+
+
+def _wide(im: Image.Image) -> tuple[np.ndarray, float]:
+    """The pixel values of a wider-than-8-bit grey image, and the value that is white in it."""
+    values = np.asarray(im, dtype=np.float64)
+    if values.ndim != 2:
+        raise OSError(f"image mode {im.mode} is not one cephtune reads")
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+    top = float(values.max(initial=0.0))
+    if im.mode == "F" and top <= 1.0:
+        return values, 1.0
+    depth = next((b for b in BIT_DEPTHS if top <= 2**b - 1), None)
+    return values, float(2**depth - 1) if depth is not None else top
+
+
+def to_grey(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit greyscale (mode L) on one intensity scale whatever its mode: 8-bit grey,
+    RGB and RGBA (luma), palette, 1-bit, and 16- or 32-bit integer and float grey, which are
+    scaled from their bit depth (``BIT_DEPTHS``: 4095 is white in a 12-bit image, 65535 in a
+    16-bit one; a float image in [0, 1] by 255) instead of clipped at 255, as PIL's
+    ``convert("L")`` does, which reads a 16-bit cephalogram as a white sheet."""
+    if im.mode in EIGHT_BIT:
+        return im.convert("L")
+    values, white = _wide(im)
+    scaled = np.rint(values * (255.0 / max(white, 1e-12))).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def bit_depth(im: Image.Image) -> str:
+    """What ``data check`` reports of an image's pixels: ``8-bit grey``, ``RGB``, ``12-bit
+    grey`` (the depth ``to_grey`` scales from), ``float grey``, ``palette``…"""
+    if im.mode in DEPTH_NAMES:
+        return DEPTH_NAMES[im.mode]
+    if im.mode in EIGHT_BIT:
+        return im.mode
+    if im.mode == "F":
+        return "float grey"
+    return f"{round(math.log2(_wide(im)[1] + 1))}-bit grey"
+
+
 def load_image(
     path: Path | BinaryIO, size: Size | int | str | tuple[int, int]
 ) -> tuple[np.ndarray, Letterbox]:
-    """Decode to greyscale and letterbox into ``size`` (N, ``(W, H)``, ``"WxH"``): uint8 (H, W)."""
+    """Decode to greyscale (``to_grey``) and letterbox into ``size`` (N, ``(W, H)``,
+    ``"WxH"``): uint8 (H, W)."""
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
+            im = to_grey(im)
             box = Letterbox.fit(im.width, im.height, size)
             new_w = round(im.width * box.scale_x)
             new_h = round(im.height * box.scale_y)

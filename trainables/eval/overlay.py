@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from trainables.data.letterbox import to_grey
 from trainables.errors import DataError
 
 LONG_SIDE = 1024  # px of the overlay's long side: landmarks and labels readable on screen
@@ -58,7 +59,7 @@ def draw_overlay(
     try:
         with Image.open(image_path) as im:
             # Greyscale first: the picture the model saw, whatever the file's colour mode.
-            grey = im.convert("L")
+            grey = to_grey(im)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise DataError(f"{image_path}: unreadable image ({e})") from None
     scale = long_side / max(grey.width, grey.height)
