@@ -217,6 +217,16 @@ def argv(*args: str) -> Build:
     return lambda ctx: list(args)
 
 
+def with_file(name: str, *args: str) -> Build:
+    """``args``, run beside a plain file ``name`` in the project folder (where a folder goes)."""
+
+    def build(ctx: Ctx) -> list[str]:
+        write(ctx.project / name, "not a folder")
+        return list(args)
+
+    return build
+
+
 def predict_text_file(ctx: Ctx) -> list[str]:
     write(ctx.project / "notes.txt", "not an image")
     return ["predict", "--model", "models:/nope@champion", "notes.txt", "--out", "preds"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainables.data import coco, csv_table
 from trainables.data.formats import load_split, symbols
-from trainables.data.records import SPLITS
+from trainables.data.records import SPLITS, check_new_folder
 from trainables.errors import ConfigError
 
 WRITERS = {"coco": coco.write_split, "csv": csv_table.write_split}
@@ -21,8 +21,7 @@ def convert(src: Path, fmt: str, out: Path, to: str, annotator: str = "mean") ->
     """Images per split written to ``out`` (which must not exist yet) in format ``to``."""
     if to not in WRITERS:
         raise ConfigError(f"--to {to!r}: cephtune writes {', '.join(WRITERS)}")
-    if out.exists():
-        raise ConfigError(f"{out}: exists; convert writes a new folder")
+    check_new_folder(out, "data convert")
     names = symbols(fmt, src)
     splits = {s: load_split(src, s, annotator, fmt, verify=True) for s in SPLITS}
     for split, records in splits.items():

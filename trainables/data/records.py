@@ -8,6 +8,7 @@ file formats; ``trainables.data.formats`` turns its pieces into records and
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainables.errors import DataError
+from trainables.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ANNOTATORS = ("senior", "junior")  # who annotated each image
@@ -24,6 +25,25 @@ ANNOTATORS = ("senior", "junior")  # who annotated each image
 ANNOTATOR_CHOICES = (*ANNOTATORS, "mean")
 SPLITS = ("train", "valid", "test")
 TRAIN_ON = ("train", "train+valid")  # the split(s) a model learns from (a final model: both)
+
+
+def check_new_folder(out: Path, what: str, empty_ok: bool = False) -> None:
+    """Refuse an output folder that cannot be made, naming it: one that exists (or, with
+    ``empty_ok``, is not an empty folder), a file in its place or in its path, one whose
+    nearest existing folder is not writable. ``what``: the command (``data synth``)."""
+    out = Path(out)
+    if out.is_dir() and empty_ok and not any(out.iterdir()):
+        return
+    if out.exists() or out.is_symlink():
+        kind = "a folder that is not empty" if out.is_dir() else "a file"
+        raise ConfigError(f"{out}: exists ({kind}); {what} writes a new folder")
+    above = out.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ConfigError(f"{out}: {above} is a file, not a folder; {what} cannot write there")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: {above} is not writable; {what} cannot write there")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from PIL import Image
 
 from trainables.data.anatomy import FIELD_MM, load_mean_shape, render, sample_shape
 from trainables.data.landmarks import AARIZ_SYMBOLS, AARIZ_TITLES
+from trainables.data.records import check_new_folder
 from trainables.errors import ConfigError
 
 GENERATOR_VERSION = 1
@@ -112,8 +113,7 @@ def write_dataset(spec: SynthSpec, out_dir: Path) -> Path:
     """Write a synthetic Aariz-layout dataset to ``out_dir`` (atomically) and return it."""
     spec.validate()
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError(f"{out_dir}: output directory exists and is not empty")
+    check_new_folder(out_dir, "data synth", empty_ok=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

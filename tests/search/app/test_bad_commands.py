@@ -19,6 +19,7 @@ from tests.bad_builds import (
     train,
     train_corrupt_image,
     truncate,
+    with_file,
 )
 from tests.bad_input import Case, case_tests
 from tests.helpers import REPO, write
@@ -124,6 +125,24 @@ CASES: list[Case] = [
         "data-synth-n-below-3",
         argv("data", "synth", "out", "--n", "2"),
         ("argument --n: must be >= 3, got 2",),
+    ),
+    Case(
+        "data-synth-onto-a-file",
+        with_file("out", "data", "synth", "out"),
+        ("out: exists (a file); data synth writes a new folder",),
+    ),
+    Case(
+        "data-synth-under-a-file",
+        with_file("notes", "data", "synth", "notes/out"),
+        ("notes/out: notes is a file, not a folder",),
+    ),
+    Case(
+        "data-convert-under-a-file",
+        lambda ctx: (
+            with_file("notes", "data", "convert", str(ctx.aariz), "--to", "csv")(ctx)
+            + ["notes/out"]
+        ),
+        ("notes/out: notes is a file, not a folder; data convert cannot write there",),
     ),
     Case("predict-a-text-file", predict_text_file, ("notes.txt: not an image",)),
     Case(
