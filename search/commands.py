@@ -141,7 +141,7 @@ def train(args: argparse.Namespace) -> None:
 
     layout = Layout.here()
     out = args.out or layout.runs_dir(args.config.stem)
-    result = train(args.config, out, args.resume, args.experiment, Tracking(layout))
+    result = train(args.config, out, args.resume, args.experiment, Tracking(layout, writes=True))
     best, metric = result["best"], result["metric"]
     shown = [f"MRE {best['mre_mm']:.3f} mm"] if "mre_mm" in best else []
     if metric != "mre_mm":  # the metric best.pt was kept by

@@ -55,9 +55,10 @@ class Layout:
             path.parent.mkdir(parents=True, exist_ok=True)
         return SQLITE + str(path)
 
-    def tracking_uri(self) -> str:
-        """The MLflow store: ``MLFLOW_TRACKING_URI`` when set, else ``mlruns/mlflow.db``."""
-        return self.url(os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING, create=True)
+    def tracking_uri(self, create: bool = False) -> str:
+        """The MLflow store: ``MLFLOW_TRACKING_URI`` when set, else ``mlruns/mlflow.db``
+        (``create``: a sqlite file's folder is made)."""
+        return self.url(os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING, create=create)
 
     def artifact_location(self, experiment: str) -> str | None:
         """Where a new experiment keeps its artifacts: under ``mlruns/`` with the default

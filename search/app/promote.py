@@ -79,7 +79,7 @@ def promote(
             "--ensemble chooses its members on valid: they train on train (leave --train-on out)"
         )
     study = open_study(name, layout.url(storage_url))
-    tracking = Tracking(layout)
+    tracking = Tracking(layout, writes=True)
     parent = study.user_attrs.get(trials.MLFLOW_PARENT_RUN_ID)
     tags = {MLFLOW_PARENT_RUN_ID: parent, TAG_ROLE: "promote"} if parent else {}
     best_first = ranking.ranked(study)

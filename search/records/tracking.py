@@ -18,8 +18,9 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from search.layout import TRACKING_ENV, Layout
+from search.layout import SQLITE, TRACKING_ENV, Layout
 from trainables.config import RESOLVED_KEYS
+from trainables.errors import ConfigError
 
 TAG_PREFIX = "cephtune."  # of every tag cephtune writes; ``cephtune.<key>`` for RESOLVED_KEYS
 
@@ -27,13 +28,32 @@ TAG_PREFIX = "cephtune."  # of every tag cephtune writes; ``cephtune.<key>`` for
 class Tracking:
     """The store of ``layout``'s project (``uri``) and the runs cephtune writes to it."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, writes: bool = False) -> None:
+        """``writes``: this command records runs, and a sqlite store is made at its first use
+        (not before: a refused start leaves no ``mlruns/``). A command that only reads
+        refuses a sqlite store that does not exist instead of creating an empty one."""
         self.layout = layout
         self.uri = layout.tracking_uri()
+        self.writes = writes
 
     @cached_property
     def client(self) -> MlflowClient:
+        self.ready()
         return MlflowClient(self.uri)
+
+    def ready(self) -> None:
+        """Before MLflow opens the store: make a sqlite store's folder, or (a reader) refuse
+        a sqlite store that is not there."""
+        if not self.uri.startswith(SQLITE):
+            return
+        if self.writes:
+            self.layout.tracking_uri(create=True)
+        elif not Path(self.uri[len(SQLITE) :]).is_file():
+            where = TRACKING_ENV if os.environ.get(TRACKING_ENV) else "the project's MLflow store"
+            raise ConfigError(
+                f"{where}: no MLflow store at {self.uri[len(SQLITE) :]} (nothing was created; "
+                "run this where the study was started, or set MLFLOW_TRACKING_URI)"
+            )
 
     def ensure_experiment(self, name: str) -> str:
         """The id of experiment ``name`` (restored if deleted), created if new."""
@@ -87,6 +107,7 @@ class Tracking:
         ``MLFLOW_TRACKING_URI`` into the environment, which would otherwise outlive the block."""
         keys = (TRACKING_ENV, "MLFLOW_REGISTRY_URI")
         saved = {k: os.environ.get(k) for k in keys}
+        self.ready()
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)
         try:

@@ -53,7 +53,7 @@ def start(
     verbose: bool = False,
 ) -> Outcome:
     """Run the study of ``spec`` in the project ``layout`` (``verbose``: Ray's reporter too)."""
-    track = Tracking(layout)
+    track = Tracking(layout, writes=True)
     data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
     url, where = layout.url(spec.storage, create=True), f"{spec.path}: storage"
     if not url.startswith(SQLITE):

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 
+from PIL import Image
+
 from search.cli import main
 from tests.bad_builds import (
     TAG,
@@ -224,3 +226,31 @@ def test_the_driver_checks_names_without_torch():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def files_under(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_a_refused_start_and_a_read_in_an_empty_folder_create_nothing(isolated, capsys):
+    """In a folder with no stores yet (a new user's first command): a start its data refuses
+    leaves no ``mlruns/`` or Optuna file, and a command that reads MLflow (``predict``) says
+    there is no store instead of making an empty one."""
+    space = "params:\n  lr: {type: float, low: 0.001, high: 0.01}\nfixed: {warmup_epochs: 0}\n"
+    write(isolated / "studies" / "space.yaml", space)
+    write(
+        isolated / "studies" / "lost.yaml",
+        "name: lost\nspace: space.yaml\nnum_samples: 2\nmax_epochs: 2\n"
+        "dataset: {root: ../no-such-data, format: aariz}\n",
+    )
+    (isolated / "no-such-data").mkdir()  # a folder without the format's splits
+    image = isolated / "x.png"
+    Image.new("L", (40, 50)).save(image)
+    before = files_under(isolated)
+    assert main(["start", "studies/lost.yaml"]) == 2
+    assert "no-such-data" in capsys.readouterr().err
+    assert files_under(isolated) == before
+    assert main(["predict", "--model", "models:/lost@champion", "x.png", "--out", "preds"]) == 2
+    err = capsys.readouterr().err
+    assert "no MLflow store at" in err and "nothing was created" in err and err.count("\n") == 1
+    assert files_under(isolated) == before

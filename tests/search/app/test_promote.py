@@ -143,7 +143,7 @@ def test_a_model_becomes_champion_only_by_a_strictly_better_test_mre(project):
     assert alias_for(2.0, None) == "champion"
     assert alias_for(2.0, 2.0) == "challenger"  # a tie keeps the champion
     assert alias_for(1.9, 2.0) == "champion"
-    tracking = Tracking(Layout.here())
+    tracking = Tracking(Layout.here(), writes=True)
     cfg = tiny_config(dataset_format="aariz")
     torch.manual_seed(0)
     model = create_model(cfg, 29)

@@ -37,7 +37,7 @@ SERVE_TIMEOUT_S = 180
 @pytest.fixture
 def served(project):
     """A tiny model registered as ``served@champion`` through the registry, and two images."""
-    tracking = Tracking(Layout.here())
+    tracking = Tracking(Layout.here(), writes=True)
     cfg = tiny_config(dataset_format="aariz", image_size=[64, 96])
     torch.manual_seed(0)
     model = create_model(cfg, 29)
