@@ -18,7 +18,7 @@ from typing import NoReturn
 from search import commands
 from search.layout import DEFAULT_STORAGE, STORAGE_ENV
 from trainables.data.records import ANNOTATOR_CHOICES, SPLITS, TRAIN_ON
-from trainables.errors import CephtuneError
+from trainables.errors import CephtuneError, one_line
 
 FORMAT_HELP = "the dataset's format: aariz | isbi | coco | csv, or auto (read from the folder)"
 NAME_HELP = "the study's name"
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_driver()
         return args.func(args) or 0
     except CephtuneError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

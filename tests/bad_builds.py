@@ -178,6 +178,34 @@ def remove(path_in_root: str) -> Callable[[Path], None]:
     return change
 
 
+def folder_instead(path_in_root: str) -> Callable[[Path], None]:
+    """The file at ``path_in_root`` replaced by a folder of that name."""
+
+    def change(root: Path) -> None:
+        (root / path_in_root).unlink()
+        (root / path_in_root).mkdir()
+
+    return change
+
+
+def second_image(name: str, split: str = "train") -> Callable[[Path], None]:
+    """Another picture named ``name`` beside the split's images (``synth00000.jpg``)."""
+
+    def change(root: Path) -> None:
+        Image.new("L", (80, 100), 128).save(root / split / "Cephalograms" / name)
+
+    return change
+
+
+def dangling(name: str, target: str, split: str = "train") -> Callable[[Path], None]:
+    """A symlink ``name`` among the split's images pointing at ``target`` (relative to it)."""
+
+    def change(root: Path) -> None:
+        (root / split / "Cephalograms" / name).symlink_to(target)
+
+    return change
+
+
 def isbi_lines(path_in_root: str, keep: int | None = None, first: str | None = None):
     def change(root: Path) -> None:
         path = root / path_in_root

@@ -29,3 +29,16 @@ def first_line(error: BaseException, with_type: bool = False) -> str:
     if with_type:
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text or type(error).__name__
+
+
+MESSAGE_LIMIT = 2000  # characters of an error line: a quoted value can be any size
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` as one printable line: line breaks and other control characters escaped (a
+    file name may hold a newline), cut to ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        text = f"{text[: limit - 40]}… ({len(text) - limit + 40} more characters)"
+    return text

@@ -19,6 +19,7 @@ from trainables.data.records import (
     SplitIndex,
     find_dir,
     list_images,
+    read_annotation_text,
     require_dir,
 )
 from trainables.errors import DataError
@@ -46,9 +47,7 @@ def index(root: Path, split: str) -> SplitIndex:
 def read_annotation(path: Path) -> Landmarks:
     """Symbol -> (x, y) in original pixels from one landmark JSON."""
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation missing") from None
+        doc = json.loads(read_annotation_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed landmark JSON (line {e.lineno}: {e.msg})") from None
     except UnicodeDecodeError as e:
@@ -84,7 +83,7 @@ def read_pixel_sizes(root: Path) -> dict[str, float]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet may add a BOM
             return _parse_pixel_sizes(path, csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
         raise DataError(f"{path}: not a readable CSV ({e})") from None
 
 

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from trainables.data.formats import get_format
 from trainables.data.letterbox import bit_depth
 from trainables.data.records import SPLITS, SplitIndex
-from trainables.errors import DataError
+from trainables.errors import DataError, one_line
 
 
 @dataclass
@@ -61,8 +61,8 @@ class CheckReport:
         lines.append(
             f"  {len(self.unreadable)} unreadable images, {len(self.leaks)} cross-split duplicates"
         )
-        lines += [f"ERROR {e}" for e in self.errors]
-        lines += [f"WARNING {w}" for w in self.warnings]
+        lines += [f"ERROR {one_line(e)}" for e in self.errors]
+        lines += [f"WARNING {one_line(w)}" for w in self.warnings]
         lines.append("OK" if self.ok else f"FAILED: {len(self.errors)} errors")
         return lines
 
@@ -140,8 +140,11 @@ def _check_image(path: Path, report: CheckReport) -> tuple[str, tuple[int, int]]
             size = im.size
             kind = bit_depth(im)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        # PIL names the in-memory stream (<_io.BytesIO object at 0x…>) where it cannot tell
+        # the format: say what that means instead.
+        reason = "no image format PIL knows" if isinstance(e, UnidentifiedImageError) else e
         report.unreadable.append(str(path))
-        report.errors.append(f"{path}: unreadable image ({e})")
+        report.errors.append(f"{path}: unreadable image ({reason})")
         return None
     report.bit_depths[kind] = report.bit_depths.get(kind, 0) + 1
     return hashlib.sha1(data).hexdigest(), size

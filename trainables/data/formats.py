@@ -13,6 +13,7 @@ import numpy as np
 from trainables.data import aariz, coco, csv_table, isbi
 from trainables.data.records import (
     ANNOTATOR_CHOICES,
+    SPLITS,
     DatasetFormat,
     Record,
     check_inside,
@@ -42,14 +43,47 @@ def detect(root: Path) -> str:
     """The format whose train split is at ``root`` (what ``--format auto`` reads)."""
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder missing")
+    failed: dict[str, str] = {}
     for name, reader in FORMATS.items():
         try:
             reader.index(root, "train")
-        except DataError:
+        except DataError as e:
+            failed[name] = str(e)
             continue
         return name
+    # The format whose reader got furthest (its error names the deepest path) is the one the
+    # folder looks like: a broken file in it is that error, not an unknown layout.
+    depth = {name: _depth(root, text) for name, text in failed.items()}
+    closest = max(depth, key=depth.get)
+    if depth[closest] >= 2:
+        raise DataError(f"{root} looks like {closest}, but {failed[closest]}")
+    if root.name.lower() in SPLITS and detect_quietly(root.parent) is not None:
+        raise DataError(
+            f"{root}: a split folder of the {detect_quietly(root.parent)} dataset "
+            f"{root.parent}; give the dataset folder (the one above it)"
+        )
     layouts = "; ".join(f"{name}: {f.layout}" for name, f in FORMATS.items())
     raise DataError(f"{root}: not a dataset cephtune reads: expected one of ({layouts})")
+
+
+def detect_quietly(root: Path) -> str | None:
+    """``detect``, None where it refuses."""
+    try:
+        return detect(root)
+    except DataError:
+        return None
+
+
+def _depth(root: Path, error: str) -> int:
+    """How far below ``root`` the path an error names lies: 0 when it is not below it or not
+    there (a reader that found nothing of its layout names what is missing)."""
+    named = Path(error.split(": ", 1)[0])
+    if not (named.exists() or named.is_symlink()):
+        return 0
+    try:
+        return len(named.relative_to(root).parts)
+    except ValueError:
+        return 0
 
 
 def symbols(fmt: str, root: Path | str | None = None) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from trainables.data.records import (
     SplitIndex,
     find_dir,
     list_images,
+    read_annotation_text,
     require_dir,
 )
 from trainables.errors import DataError
@@ -47,9 +48,7 @@ def index(root: Path, split: str) -> SplitIndex:
 def read_annotation(path: Path) -> Landmarks:
     """The first 19 lines as landmarks in file order; later lines hold other labels."""
     try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation missing") from None
+        lines = read_annotation_text(path).splitlines()
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text file ({e})") from None
     if len(lines) < len(ISBI_SYMBOLS):

@@ -27,6 +27,19 @@ SPLITS = ("train", "valid", "test")
 TRAIN_ON = ("train", "train+valid")  # the split(s) a model learns from (a final model: both)
 
 
+def read_annotation_text(path: Path, encoding: str | None = None) -> str:
+    """The text of the annotation file ``path``, or a ``DataError`` naming it: missing, a
+    folder, unreadable (permissions, I/O). A ``UnicodeDecodeError`` is the reader's to word."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise DataError(f"{path}: annotation missing") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder, not an annotation file") from None
+    except OSError as e:
+        raise DataError(f"{path}: unreadable annotation ({e.strerror or e})") from None
+
+
 def check_new_folder(out: Path, what: str, empty_ok: bool = False) -> None:
     """Refuse an output folder that cannot be made, naming it: one that exists (or, with
     ``empty_ok``, is not an empty folder), a file in its place or in its path, one whose
@@ -188,13 +201,25 @@ def require_dir(parent: Path, name: str) -> Path:
 
 
 def list_images(folder: Path) -> list[tuple[str, Path]]:
-    """(id, path) of every image in ``folder`` sorted by id; none is a ``DataError``."""
-    images = sorted(
-        (p.stem, p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not images:
+    """(id, path) of every image in ``folder`` sorted by id. None, a name with an image suffix
+    that is no file (a broken symlink, a symlink loop, a folder), and two images of one id
+    (``X.png`` and ``X.jpg``: which one would the annotation be of?) are a ``DataError``."""
+    named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in named:
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "a broken symlink or a symlink loop"
+            raise DataError(f"{path}: {kind}, not an image file")
+    seen: dict[str, Path] = {}
+    for path in named:
+        if path.stem in seen:
+            raise DataError(
+                f"{seen[path.stem]} and {path.name}: two images of id "
+                f"{path.stem!r}; keep one (annotations are matched by id)"
+            )
+        seen[path.stem] = path
+    if not seen:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    return images
+    return sorted(seen.items())
 
 
 def verify_image(path: Path) -> tuple[int, int]:

@@ -6,13 +6,16 @@ from tests.bad_builds import (
     ANN,
     CSV_NAME,
     corrupt,
+    dangling,
     drop_symbol,
     edit_csv,
     edit_json,
+    folder_instead,
     isbi_lines,
     pixel_size,
     remove,
     replace_bytes,
+    second_image,
     senior,
     set_item,
     study,
@@ -23,6 +26,36 @@ from tests.bad_input import Case, case_tests
 
 CASES: list[Case] = [
     # datasets
+    Case(
+        "data-annotation-is-a-folder",
+        corrupt(folder_instead(f"train/{ANN}/Senior Orthodontists/synth00000.json")),
+        ("Senior Orthodontists/synth00000.json: a folder, not an annotation file",),
+    ),
+    Case(
+        "data-two-images-of-one-id",
+        corrupt(second_image("synth00000.jpg")),
+        ("synth00000.jpg and synth00000.png: two images of id 'synth00000'",),
+    ),
+    Case(
+        "data-image-a-broken-symlink",
+        corrupt(dangling("synth00099.png", "gone.png")),
+        ("synth00099.png: a broken symlink or a symlink loop, not an image file",),
+    ),
+    Case(
+        "data-image-a-symlink-loop",
+        corrupt(dangling("synth00099.png", "synth00099.png")),
+        ("synth00099.png: a broken symlink or a symlink loop",),
+    ),
+    Case(
+        "data-image-name-with-a-newline",
+        corrupt(dangling("synth\n00099.png", "gone.png")),
+        ("synth\\n00099.png: a broken symlink",),
+    ),
+    Case(
+        "data-isbi-annotation-is-a-folder",
+        corrupt(folder_instead("AnnotationsByMD/400_senior/001.txt"), fmt="isbi"),
+        ("400_senior/001.txt: a folder, not an annotation file",),
+    ),
     Case(
         "data-root-missing",
         study("dataset: {format: aariz, root: nowhere}"),

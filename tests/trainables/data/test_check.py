@@ -58,7 +58,8 @@ def test_finds_leak_missing_symbol_and_collects_every_error(synth, tmp_path):
     assert report.landmarks_per_image["valid"] == [28, 29]
     assert report.unreadable == [str(bad)]
     text = "\n".join(report.errors)
-    assert "synth00002.png: unreadable image" in text
+    assert "synth00002.png: unreadable image (no image format PIL knows)" in text
+    assert "BytesIO" not in text
     assert "synth00003.json: malformed landmark JSON" in text
     assert "synth00000.json: unknown landmark symbols XX" in text
     assert len(report.errors) == 3
@@ -79,3 +80,33 @@ def test_missing_csv_id_and_folder_are_reported(synth, tmp_path):
     assert any("no pixel size for id 'synth00005'" in e for e in report.errors)
     with pytest.raises(ConfigError, match="known: aariz, coco, csv, isbi"):
         check_dataset(root, "nope")
+
+
+def test_an_annotation_that_is_a_folder_is_an_error_of_data_check(synth, tmp_path, capsys):
+    """Through the CLI: the folder is named and the rest is still checked (was a traceback)."""
+    from search.cli import main
+
+    root = Path(shutil.copytree(synth, tmp_path / "d"))
+    folder = ann_dir(root, "train", "Senior") / "synth00001.json"
+    folder.unlink()
+    folder.mkdir()
+    assert main(["data", "check", str(root)]) == 1
+    out = capsys.readouterr()
+    assert f"ERROR {folder}: a folder, not an annotation file" in out.out
+    assert out.out.rstrip().endswith("FAILED: 1 errors") and "Traceback" not in out.err
+
+
+def test_data_check_names_a_split_folder_and_the_format_a_broken_folder_looks_like(
+    synth, tmp_path, capsys
+):
+    from search.cli import main
+
+    assert main(["data", "check", str(synth / "train")]) == 2
+    err = capsys.readouterr().err
+    assert f"{synth / 'train'}: a split folder of the aariz dataset {synth}" in err
+    assert "give the dataset folder" in err and err.count("\n") == 1
+    root = Path(shutil.copytree(synth, tmp_path / "d"))
+    (root / "train" / "Cephalograms" / "lost.png").symlink_to("nowhere.png")
+    assert main(["data", "check", str(root)]) == 2  # --format auto: which format, what broke
+    err = capsys.readouterr().err
+    assert f"{root} looks like aariz, but {root}/train/Cephalograms/lost.png: a broken" in err
