@@ -14,10 +14,35 @@ from tests.bad_builds import (
 )
 from tests.bad_input import Case, case_tests
 
+# Nine levels of nine aliases to the level below: 9 ** 9 (387 million) strings once expanded.
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
 CASES: list[Case] = [
     Case("study-not-yaml", study_raw("name: [bad\n"), ("bad.yaml", "not valid YAML at line 2")),
     Case("study-is-a-list", study_raw("- name\n- bad\n"), ("bad.yaml", "YAML mapping, got list")),
     Case("study-empty-file", study_raw(""), ("bad.yaml", "YAML mapping, got an empty file")),
+    Case(
+        "study-alias-bomb",  # 9 ** 9 values from 400 bytes: 54 s and 6 GB before the bound
+        study_raw(ALIAS_BOMB),
+        ("bad.yaml: expands to more than 100000 values (aliases counted at every use)",),
+    ),
+    Case(
+        "study-nested-20000-deep",  # a 3,000-line RecursionError traceback before the bound
+        study_raw("name: deep\nx: " + "[" * 20000 + "]" * 20000 + "\n"),
+        ("bad.yaml: nests deeper than 64 levels",),
+    ),
+    Case(
+        "study-alias-holds-itself",
+        study_raw("name: loop\nx: &a [1, *a]\n"),
+        ("bad.yaml: an alias refers to the value that holds it",),
+    ),
+    Case(
+        "study-too-large",
+        study_raw("name: big\n# " + "x" * 1_000_100 + "\n"),
+        ("bad.yaml: 10001", "characters; a study, space or config file is at most 1000000"),
+    ),
     Case(
         "study-binary-file",
         lambda ctx: ["start", str(write_bytes(ctx.project / "bad.yaml", b"\x89PNG\xff\xfe"))],
