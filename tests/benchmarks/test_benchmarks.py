@@ -41,6 +41,7 @@ FIGURES = {
         "loader_speedup",
         "data_wait_frac",
         "workers_speedup",
+        "verify_vs_checksums",
     },
     "trainable_efficiency": {"trainable_vs_minimal"},
     "search_efficiency": SEARCH,

@@ -10,17 +10,13 @@ train/test leak) or twice in one split.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from trainables.data.formats import get_format
-from trainables.data.letterbox import bit_depth
-from trainables.data.records import SPLITS, SplitIndex
+from trainables.data.records import SPLITS, SplitIndex, inspect_image
 from trainables.errors import DataError, one_line
 
 
@@ -132,22 +128,17 @@ def _check_pixel_sizes(index: SplitIndex, report: CheckReport) -> list[float]:
 
 
 def _check_image(path: Path, report: CheckReport) -> tuple[str, tuple[int, int]] | None:
-    """SHA-1 of the file bytes and (width, height), after checking that the image decodes."""
+    """SHA-1 of the file bytes and (width, height), after the check ``start`` makes
+    (``inspect_image``: the two never disagree on an image)."""
     try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            size = im.size
-            kind = bit_depth(im)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        # PIL names the in-memory stream (<_io.BytesIO object at 0x…>) where it cannot tell
-        # the format: say what that means instead.
-        reason = "no image format PIL knows" if isinstance(e, UnidentifiedImageError) else e
+        size, kind = inspect_image(path)
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    except (DataError, OSError) as e:
         report.unreadable.append(str(path))
-        report.errors.append(f"{path}: unreadable image ({reason})")
+        report.errors.append(str(e) if isinstance(e, DataError) else f"{path}: unreadable ({e})")
         return None
     report.bit_depths[kind] = report.bit_depths.get(kind, 0) + 1
-    return hashlib.sha1(data).hexdigest(), size
+    return digest, size
 
 
 def _check_annotations(

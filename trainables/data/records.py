@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from trainables.errors import ConfigError, DataError
 
@@ -223,24 +223,39 @@ def list_images(folder: Path) -> list[tuple[str, Path]]:
 
 
 def verify_image(path: Path) -> tuple[int, int]:
-    """(width, height) of an image whose file is complete, or a ``DataError`` naming it.
+    """(width, height) of an image that decodes completely, or a ``DataError`` naming it
+    (``inspect_image``)."""
+    return inspect_image(path)[0]
 
-    A PNG's chunk checksums are verified without decoding it (1.1 ms for a 1935 x 2400
-    cephalogram, against 47 ms to decode it); PIL's verify sees no truncation of a JPEG or BMP,
-    so those are read through (a JPEG at 1/8 scale, 11 ms at that size).
+
+def inspect_image(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and pixel kind (``letterbox.bit_depth``) of an image that decodes
+    completely, or a ``DataError`` naming it. What ``start`` and ``data check`` both ask.
+
+    No check short of decoding is complete: a PNG's chunk checksums (PIL's ``verify``, 1 ms
+    for a 1935 x 2400 cephalogram) pass damaged pixel data whose checksums were recomputed, and
+    inflating its pixel data alone costs 23 ms against 56 ms to decode it. So a PNG is
+    verified (checksums, its IEND chunk) and decoded, a JPEG decoded at 1/8 scale (its size
+    and its whole entropy-coded stream, 11 ms), anything else decoded. ``load_split`` runs
+    these on threads (PIL decodes without the GIL): ``benchmarks/data_pipeline.py`` measures
+    what a start pays per image.
     """
+    from trainables.data.letterbox import bit_depth
+
     try:
         with Image.open(path) as im:
-            size = im.size
-            if im.format == "PNG":
+            size, form = im.size, im.format
+            if form == "PNG":
                 im.verify()
-            else:
-                if im.format == "JPEG":
-                    im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
-                im.load()
+        with Image.open(path) as im:
+            if form == "JPEG":
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+            kind = bit_depth(im)
     except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: unreadable image ({e})") from None
-    return size
+        reason = "no image format PIL knows" if isinstance(e, UnidentifiedImageError) else e
+        raise DataError(f"{path}: unreadable image ({reason})") from None
+    return size, kind
 
 
 def check_inside(

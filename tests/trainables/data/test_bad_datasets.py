@@ -6,6 +6,7 @@ from tests.bad_builds import (
     ANN,
     CSV_NAME,
     corrupt,
+    damaged_pixels,
     dangling,
     drop_symbol,
     edit_csv,
@@ -21,6 +22,7 @@ from tests.bad_builds import (
     study,
     truncate,
     truncated_jpeg,
+    without_iend,
 )
 from tests.bad_input import Case, case_tests
 
@@ -30,6 +32,16 @@ CASES: list[Case] = [
         "data-annotation-is-a-folder",
         corrupt(folder_instead(f"train/{ANN}/Senior Orthodontists/synth00000.json")),
         ("Senior Orthodontists/synth00000.json: a folder, not an annotation file",),
+    ),
+    Case(
+        "data-png-pixels-damaged-checksums-right",
+        corrupt(damaged_pixels("valid/Cephalograms/synth00004.png")),
+        ("synth00004.png: unreadable image",),
+    ),
+    Case(
+        "data-png-without-iend",
+        corrupt(without_iend("train/Cephalograms/synth00002.png")),
+        ("synth00002.png: unreadable image",),
     ),
     Case(
         "data-two-images-of-one-id",

@@ -10,7 +10,7 @@ import pytest
 
 from trainables.data.check import check_dataset
 from trainables.data.synth import SynthSpec, write_dataset
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,20 @@ def test_data_check_names_a_split_folder_and_the_format_a_broken_folder_looks_li
     assert main(["data", "check", str(root)]) == 2  # --format auto: which format, what broke
     err = capsys.readouterr().err
     assert f"{root} looks like aariz, but {root}/train/Cephalograms/lost.png: a broken" in err
+
+
+@pytest.mark.parametrize("damage", ["damaged_pixels", "without_iend"])
+def test_data_check_and_start_agree_on_an_incomplete_png(synth, tmp_path, capsys, damage):
+    """Damaged pixel data with its checksums made right (passed start's checksum check) and a
+    PNG without IEND (decodes; data check said OK): both are unreadable to both checks. The
+    start side is in tests/trainables/data/test_bad_datasets.py."""
+    from search.cli import main
+    from tests import bad_builds
+    from trainables.data.formats import load_split
+
+    root = Path(shutil.copytree(synth, tmp_path / "d"))
+    getattr(bad_builds, damage)("train/Cephalograms/synth00002.png")(root)
+    assert main(["data", "check", str(root)]) == 1
+    assert "synth00002.png: unreadable image" in capsys.readouterr().out
+    with pytest.raises(DataError, match="synth00002.png: unreadable image"):
+        load_split(root, "train", "mean", "aariz", verify=True)
