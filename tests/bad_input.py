@@ -10,7 +10,7 @@ in the project folder or outside it, and nothing in the cache folder. The cases 
 package whose rules they test: ``tests/search/studyfiles/test_bad_study_files.py``,
 ``tests/search/studyfiles/test_bad_space_files.py``,
 ``tests/trainables/data/test_bad_datasets.py``, ``tests/search/app/test_bad_commands.py``;
-what they write is built with ``tests/bad_builds.py``.
+what they write is built with ``tests/bad_builds.py`` (damaged images: ``tests/bad_images.py``).
 """
 
 from __future__ import annotations

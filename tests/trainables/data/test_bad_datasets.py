@@ -6,8 +6,6 @@ from tests.bad_builds import (
     ANN,
     CSV_NAME,
     corrupt,
-    damaged_pixels,
-    dangling,
     drop_symbol,
     edit_csv,
     edit_json,
@@ -16,14 +14,13 @@ from tests.bad_builds import (
     pixel_size,
     remove,
     replace_bytes,
-    second_image,
     senior,
     set_item,
     study,
     truncate,
     truncated_jpeg,
-    without_iend,
 )
+from tests.bad_images import damaged_pixels, dangling, second_image, without_iend
 from tests.bad_input import Case, case_tests
 
 CASES: list[Case] = [

@@ -118,11 +118,11 @@ def test_data_check_and_start_agree_on_an_incomplete_png(synth, tmp_path, capsys
     PNG without IEND (decodes; data check said OK): both are unreadable to both checks. The
     start side is in tests/trainables/data/test_bad_datasets.py."""
     from search.cli import main
-    from tests import bad_builds
+    from tests import bad_images
     from trainables.data.formats import load_split
 
     root = Path(shutil.copytree(synth, tmp_path / "d"))
-    getattr(bad_builds, damage)("train/Cephalograms/synth00002.png")(root)
+    getattr(bad_images, damage)("train/Cephalograms/synth00002.png")(root)
     assert main(["data", "check", str(root)]) == 1
     assert "synth00002.png: unreadable image" in capsys.readouterr().out
     with pytest.raises(DataError, match="synth00002.png: unreadable image"):
