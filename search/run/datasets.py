@@ -15,18 +15,22 @@ from search.studyfiles.study import DatasetSpec
 from trainables.data.cache import resolve_cache_dir
 from trainables.data.formats import load_split
 from trainables.data.synth import SynthSpec, ensure_dataset
+from trainables.errors import DataError
 from trainables.eval.metrics import radial_errors, summarize
 
 
-def prepare(spec: DatasetSpec) -> Path:
+def prepare(spec: DatasetSpec, where: str = "dataset.root") -> Path:
     """A local Aariz-layout folder for ``spec``, generating synthetic data on first use.
 
     The train and valid splits are indexed and verified here, in the driver (every image file
     complete, every landmark on its image), so a broken dataset fails the study before anything
-    is recorded.
+    is recorded. ``where`` names the key in a missing root's message (``studies/x.yaml:
+    dataset.root``).
     """
     if spec.format != "synthetic":
         root = Path(spec.root)
+        if not root.is_dir():
+            raise DataError(f"{where}: {root}: dataset folder missing")
     else:
         synth = SynthSpec(n=spec.n, width=spec.size[0], height=spec.size[1], seed=spec.seed)
         root = resolve_cache_dir() / "synthetic" / synth.key()

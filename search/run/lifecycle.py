@@ -213,7 +213,7 @@ def _prepare(
     """What start and resume check before they touch a record: the dataset (prepared), Ray
     (joined or started), the resources a trial asks for, and every node's view of the data
     and the MLflow store. Returns the data folder and the GPU share of a trial."""
-    data_root = datasets.prepare(spec.dataset)
+    data_root = datasets.prepare(spec.dataset, f"{spec.path}: dataset.root")
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
     nodes.check_cluster(spec, layout, data_root, track.uri)

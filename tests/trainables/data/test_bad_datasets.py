@@ -68,7 +68,7 @@ CASES: list[Case] = [
     Case(
         "data-root-missing",
         study("dataset: {format: aariz, root: nowhere}"),
-        ("nowhere: dataset folder missing",),
+        ("bad.yaml: dataset.root: ", "nowhere: dataset folder missing"),
     ),
     Case("data-split-missing", corrupt(remove("valid")), ("valid: folder missing",)),
     Case(
