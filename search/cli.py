@@ -70,6 +70,16 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="cephtune",
@@ -102,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (
         ("best", commands.best, "the best trial"),
-        ("status", commands.status, "trial counts by state"),
+        ("status", commands.status, "trial counts, running trials and the ETA"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("name", help=NAME_HELP)
@@ -111,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "best":
             shown.add_argument(
                 "--yaml", action="store_true", help="its training config, for search.py train"
+            )
+        else:
+            p.add_argument(
+                "--watch",
+                nargs="?",
+                const=10.0,
+                type=positive_seconds,
+                metavar="SECONDS",
+                help="print it again every SECONDS (10 if not given) until the study ends or "
+                "Ctrl-C (default: once)",
             )
         p.add_argument("--storage", help=STORAGE_HELP)
         p.set_defaults(func=func)

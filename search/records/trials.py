@@ -67,6 +67,28 @@ def budget(study: optuna.Study) -> int | None:
     return attrs.get(NUM_SAMPLES, attrs.get(SPEC, {}).get("num_samples"))
 
 
+def epoch_budget(
+    found: Collection[FrozenTrial], num_samples: int, max_epochs: int
+) -> tuple[int, int]:
+    """Epochs run by the trials ``found`` (interrupted ones left out: others replaced them),
+    and the most that are left: every trial still to come and every running one to
+    ``max_epochs`` (early stopping only makes it fewer)."""
+    counted = [t for t in found if not interrupted(t)]
+    done = sum(len(t.intermediate_values) for t in counted)
+    running = [t for t in counted if t.state == TrialState.RUNNING]
+    left = max(0, num_samples - len(counted)) * max_epochs + sum(
+        max(0, max_epochs - len(t.intermediate_values)) for t in running
+    )
+    return done, left
+
+
+def duration(seconds: float) -> str:
+    """``1h05m``, ``3m07s``: a duration as the status lines show it."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def interrupted(trial: FrozenTrial) -> bool:
     """A trial the driver's stop ended (FAIL, interrupted): another one replaced it."""
     return trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == INTERRUPTED

@@ -35,12 +35,6 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class StudyProgress(Callback):
     """One line per event of study ``spec``'s trials, and the status line (module docstring)."""
 
@@ -136,10 +130,7 @@ class StudyProgress(Callback):
         found = [t for t in self.record.study.get_trials(deepcopy=False) if not interrupted(t)]
         running = [t for t in found if t.state == TrialState.RUNNING]
         finished = [t for t in found if t.state in records.ENDED]
-        done = sum(len(t.intermediate_values) for t in found)
-        left = max(0, self.num_samples - len(found)) * self.max_epochs + sum(
-            max(0, self.max_epochs - len(t.intermediate_values)) for t in running
-        )
+        done, left = records.epoch_budget(found, self.num_samples, self.max_epochs)
         complete = [t for t in found if t.state == TrialState.COMPLETE and t.value is not None]
         best = "best: none completed yet"
         if complete:
@@ -149,8 +140,8 @@ class StudyProgress(Callback):
         if left == 0:
             eta = "no epochs left"
         elif done and elapsed > 0:
-            eta = f"ETA at most {_duration(left * elapsed / done)}"
+            eta = f"ETA at most {records.duration(left * elapsed / done)}"
         return (
             f"[{len(finished)} finished, {len(running)} running, of {self.num_samples}] {best}; "
-            f"{_duration(elapsed)} elapsed, {eta}"
+            f"{records.duration(elapsed)} elapsed, {eta}"
         )
