@@ -188,6 +188,7 @@ class Host:
                 start_new_session=True,
             )  # fmt: skip
         self._procs.append(proc)
+        proc.log_file = self.log(log)  # what a failing test shows of it
         return proc
 
     def log(self, name: str) -> Path:
