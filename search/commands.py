@@ -191,6 +191,9 @@ def promote(args: argparse.Namespace) -> None:
     top = (done.get("selection") or {}).get("top_two")
     if top:
         print(f"  top two, {top['test']} on {top['images']} valid images: p = {top['p_value']:.3g}")
+    if done.get("epochs"):
+        tested = f" at epoch {done['tested_epoch']}" if done.get("tested_epoch") else ""
+        print(f"Trained {done['epochs']} epochs; tested {done['checkpoint']}{tested}")
     print(
         f"Test ({done['images']} images): MRE {done['mre_mm']:.3f} ± {done['mre_sd_mm']:.3f} mm, "
         f"SDR 2/2.5/3/4 mm {done['sdr_2mm']:.1%} / {done['sdr_2_5mm']:.1%} / "

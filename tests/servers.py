@@ -4,11 +4,13 @@ downloads a browser."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -94,3 +96,25 @@ def browser():
     except ImportError as e:
         pytest.skip(f"import playwright failed: {e} (pip install -e '.[test]')")
     return sync_playwright()
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    where = Path(os.environ.get("CEPHTUNE_ARTIFACTS") or tmp_path)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def shown_tolerance(text: str) -> float:
+    """Half a unit in the last place of a number as the page writes it (``68.8016``, ``1e-7``)."""
+    mantissa, _, exponent = text.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+def rest(server: Server, path: str, query: dict | None = None, body: dict | None = None):
+    """A call to the MLflow REST API: GET with ``query``, or POST ``body`` as JSON."""
+    url = server.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)

@@ -58,7 +58,7 @@ def test_the_artifact_contract_has_one_owner_that_every_side_imports():
     indexed = {(n, text) for n in model_side for text in _literals(found[n]) if text in keys}
     assert indexed == set(), "registered-model metadata read by bare keys"
     users = ("search.app.registry", "search.app.promote", "search.app.candidates",
-             "search.app.report", "search.app.predict", "search.app.train",
+             "search.app.report_final", "search.app.predict", "search.app.train",
              "trainables.eval.serving", "trainables.checkpoint", "trainables.run",
              "trainables.train")  # fmt: skip
     known = set(found)

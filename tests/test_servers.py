@@ -8,16 +8,12 @@ driven as tests/servers.py says.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -26,7 +22,16 @@ import pytest
 from search.cli import main
 from search.records.trials import STATE_TAGS
 from tests.helpers import REPO, free_port, isolate, mlflow_url, optuna_url, tiny_study
-from tests.servers import CHROMIUM, CHROMIUM_ARGS, READY_S, Server, browser
+from tests.servers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    READY_S,
+    Server,
+    artifacts_dir,
+    browser,
+    rest,
+    shown_tolerance,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -36,11 +41,12 @@ PAGE_TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory, cache_dir, ray_cluster):
-    """A finished tiny study (some trials may be pruned) in a scratch project folder."""
+    """A finished tiny study of 3 completed trials in a scratch project folder."""
     root = tmp_path_factory.mktemp("servers")
     with pytest.MonkeyPatch.context() as mp:
         isolate(mp, root, cache_dir)
-        study_file = tiny_study(root, name=STUDY, num_samples=3, max_epochs=2, grace=1)
+        # grace 2 = max_epochs: no trial is pruned, so the report has its plots of 3 trials
+        study_file = tiny_study(root, name=STUDY, num_samples=3, max_epochs=2, grace=2)
         assert main(["start", str(study_file)]) == 0
         storage = optuna_url(root)
         yield root, optuna.load_study(study_name=STUDY, storage=storage)
@@ -81,19 +87,6 @@ def servers(finished_study):
     finally:
         for server in started:
             server.stop()
-
-
-def artifacts_dir(tmp_path: Path) -> Path:
-    where = Path(os.environ.get("CEPHTUNE_ARTIFACTS") or tmp_path)
-    where.mkdir(parents=True, exist_ok=True)
-    return where
-
-
-def shown_tolerance(text: str) -> float:
-    """Half a unit in the last place of a number as the page writes it (``68.8016``, ``1e-7``)."""
-    mantissa, _, exponent = text.lower().partition("e")
-    decimals = len(mantissa.partition(".")[2])
-    return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
 
 
 def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
@@ -170,6 +163,57 @@ def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
             context.close()
 
 
+def test_the_report_in_a_browser_shows_its_charts(finished_study, tmp_path):
+    """``search.py report`` as a user runs it, the page opened from its file in Chromium: every
+    chart (curves, parallel coordinates, slices, importances) decodes, and a screenshot of the
+    whole page is kept with the test's artifacts."""
+    root, study = finished_study
+    done = subprocess.run(
+        [sys.executable, str(REPO / "search.py"), "report", STUDY],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "Warning" not in done.stderr, done.stderr
+    path = root / "studies" / STUDY / "report" / "report.html"
+    assert str(path) in done.stdout
+    playwright = browser()
+    with playwright as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            shot = artifacts_dir(tmp_path) / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            charts = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.alt, e.complete && e.naturalWidth > 0])"
+            )
+            headings = page.locator("h2").all_inner_texts()
+        finally:
+            context.close()
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert dict(charts) == {
+        "learning curves": True,
+        "parallel coordinates": True,
+        "slice plot": True,
+        "parameter importances": True,
+    }, charts
+    sections = ("Best trial", "Learning curves", "Parameters against the metric",
+                "Parameter importances", "Searched space", "All trials, best first")  # fmt: skip
+    assert set(sections) <= set(headings), headings
+
+
 def test_dashboard_listens_on_loopback_only_and_warns_for_other_hosts(finished_study, servers):
     root, _ = finished_study
     dashboard = servers["dashboard"]
@@ -214,15 +258,6 @@ def test_dashboard_listens_on_loopback_only_and_warns_for_other_hosts(finished_s
     assert warning.startswith("warning:") and "0.0.0.0" in warning
     assert error.startswith(f"error: dashboard: cannot listen on 0.0.0.0:{dashboard.port}")
     assert done.stdout == ""
-
-
-def rest(server: Server, path: str, query: dict | None = None, body: dict | None = None):
-    """A call to the MLflow REST API: GET with ``query``, or POST ``body`` as JSON."""
-    url = server.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 def test_mlflow_server_has_a_parent_run_and_one_nested_run_per_trial(finished_study, servers):

@@ -222,15 +222,17 @@ class TestMetrics:
     model_uri: str | None = None
     alias: str | None = None
     checkpoint: str | None = None
+    epochs: int | None = None  # the schedule the final run trained (an ensemble: none)
+    tested_epoch: int | None = None  # the epoch of ``checkpoint``
 
     _FIELDS = ("images", "tta", "per_landmark", "selection", "ensemble", "model_uri", "alias",
-               "checkpoint")  # fmt: skip
+               "checkpoint", "epochs", "tested_epoch")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.scores)
         for key in self._FIELDS:
             value = getattr(self, key)
-            if value is not None or key not in ("selection", "ensemble"):
+            if value is not None or key not in ("selection", "ensemble", "epochs", "tested_epoch"):
                 out[key] = value
         return out
 

@@ -29,7 +29,7 @@ from search.records.storage import open_study
 from search.records.tracking import Tracking
 from search.run.lock import study_lock
 from trainables import checkpoint
-from trainables.artifacts import CheckpointPolicy, FinalDir, TestMetrics
+from trainables.artifacts import BEST_CHECKPOINT, CheckpointPolicy, FinalDir, TestMetrics
 from trainables.config import TrainConfig
 from trainables.data.formats import load_split
 from trainables.data.records import SPLITS
@@ -131,8 +131,14 @@ def promote(
         version, alias = registry.register(
             tracking, name, trained["run_id"], model, cfg, report.to_dict(), final.root
         )
+        tested_epoch = trained["best"].get("epoch") if pick == BEST_CHECKPOINT else cfg.epochs
         report = dataclasses.replace(
-            report, model_uri=f"models:/{name}/{version}", alias=alias, checkpoint=pick
+            report,
+            model_uri=f"models:/{name}/{version}",
+            alias=alias,
+            checkpoint=pick,
+            epochs=cfg.epochs,
+            tested_epoch=tested_epoch,
         )
         report.write(final)
     return {

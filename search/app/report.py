@@ -11,32 +11,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import optuna
-from optuna.importance import FanovaImportanceEvaluator
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search.app import report_final, report_search
 from search.app import report_html as page
-from search.app import report_plots
 from search.layout import Layout, mask_url
 from search.records import ranking
 from search.records.storage import open_study
 from search.records.trials import (
+    BASELINE,
     FAIL_REASON,
     METRIC,
     MLFLOW_EXPERIMENT_ID,
     SPEC,
     STATE_TAGS,
+    against_baseline,
     budget,
+    duration,
     interrupted,
+    unit,
 )
-from trainables.artifacts import FinalDir, TestMetrics
-from trainables.eval.metrics import SDR_THRESHOLDS_MM, sdr_key
-
-TOP_CURVES = 5
-IMPORTANCE_SEED = 0  # fANOVA fits a random forest: a fixed seed gives the same page twice
 
 
 def write_report(
@@ -65,15 +64,18 @@ def render(study: optuna.Study, storage_url: str, final_dir: Path) -> str:
     spec = {**(study.user_attrs.get(SPEC) or {}), "num_samples": budget(study)}
     metric = study.user_attrs.get(METRIC) or spec.get("metric") or "value"
     ranked = ranking.valued_first(study, trials)
+    baseline = study.user_attrs.get(BASELINE)
     parts = [
         _header(study, storage_url, trials, spec, metric),
         _counts(trials, spec),
-        _best(study, trials, metric),
+        _best(study, trials, metric, baseline),
         _compute(trials, spec),
-        _test_results(final_dir),
-        _curves(ranked, metric),
-        _importances(study, trials),
-        _trial_table(ranked),
+        report_final.promoted(final_dir),
+        report_search.curves(ranked, metric, unit(metric), baseline),
+        report_search.optuna_plots(study, trials, metric),
+        report_search.importances(study, trials),
+        report_search.space(trials, (spec.get("space") or {}).get("path")),
+        _trial_table(ranked, metric),
     ]
     title = page.esc(f"cephtune report: {study.study_name}")
     return (
@@ -134,15 +136,27 @@ def _counts(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
     return page.section("Trials", body + page.kv(rows) + failures)
 
 
-def _best(study: optuna.Study, trials: Sequence[FrozenTrial], metric: str) -> str:
+def _best(
+    study: optuna.Study, trials: Sequence[FrozenTrial], metric: str, baseline: float | None
+) -> str:
+    shown = f" {unit(metric)}" if unit(metric) else ""
+    against = ""
+    if baseline is not None:
+        against = (
+            f"<p>Mean-shape baseline (every landmark at its train-set mean position, on the "
+            f"valid split): <b>{page.fmt(baseline)} mm</b>; a model has to beat it.</p>"
+        )
     if not any(t.state == TrialState.COMPLETE for t in trials):
-        return page.section("Best trial", "<p>No finished trial yet.</p>")
+        return page.section("Best trial", "<p>No finished trial yet.</p>" + against)
     top = ranking.best(study)
+    ratio = ""
+    if baseline is not None and metric == "mre_mm":
+        ratio = f" ({against_baseline(top['value'], baseline)}; the mean-shape baseline below)"
     line = (
         f"<p>Best trial <b>#{top['trial']}</b>: {page.esc(metric)} = "
-        f"<b>{page.esc(page.fmt(top['value']))}</b>. Its full configuration:</p>"
+        f"<b>{page.esc(page.fmt(top['value']))}{shown}</b>{ratio}. Its full configuration:</p>"
     )
-    return page.section("Best trial", line + page.kv(sorted(top["config"].items())))
+    return page.section("Best trial", line + page.kv(sorted(top["config"].items())) + against)
 
 
 def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
@@ -151,7 +165,7 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
     samples, epochs = spec.get("num_samples"), spec.get("max_epochs")
     if not (isinstance(samples, int) and isinstance(epochs, int) and samples * epochs > 0):
         note = "the study records no num_samples and max_epochs to compare with"
-        return page.section("Compute", f"<p>{run} epochs run; {note}.</p>")
+        return page.section("Compute", f"<p>{run} epochs run; {note}.</p>" + _durations(trials))
     budget = samples * epochs
     saved = 1 - run / budget
     verdict = f"{saved:.0%} saved" if saved >= 0 else f"{-saved:.0%} over"
@@ -159,6 +173,7 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
         f"<p>Epochs run: <b>{run}</b> of <b>{budget}</b> without early stopping "
         f"({samples} samples × {epochs} epochs): <b>{verdict}</b>.</p>"
     )
+    body += _durations(trials)
     lost = sum(len(t.intermediate_values) for t in trials if state_label(t) == "interrupted")
     if lost:
         body += f'<p class="note">{lost} of these epochs belong to interrupted trials.</p>'
@@ -171,100 +186,26 @@ def _compute(trials: Sequence[FrozenTrial], spec: dict[str, Any]) -> str:
     return page.section("Compute", body)
 
 
-def _test_results(final_dir: Path) -> str:
-    final = FinalDir(final_dir)
-    data = TestMetrics.read(final)
-    if data is None:
-        return page.section(
-            "Test set", f"<p>No promoted model yet ({page.esc(final.test_metrics)} not found).</p>"
-        )
-    scores = data.scores
-    rows = [
-        ("model", data.model_uri),
-        ("alias", data.alias),
-        ("test images", data.images),
-        ("MRE (mm)", scores.get("mre_mm")),
-        ("MRE SD (mm)", scores.get("mre_sd_mm")),
-        *((f"SDR@{t:g}mm", page.pct(scores.get(sdr_key(t)))) for t in SDR_THRESHOLDS_MM),
-        ("test-time augmentation", data.tta),
-        ("ensemble of trials", data.ensemble),
-    ]
-    body = page.kv(rows) + _selection(data.selection)
-    landmarks = data.per_landmark or {}
-    if isinstance(landmarks, dict) and landmarks:
-        body += "<h3>Per landmark</h3>" + page.table(
-            ("landmark", "MRE (mm)", "SD (mm)", "SDR@2mm", "n"),
-            (
-                (symbol, r.get("mre_mm"), r.get("sd_mm"), page.pct(r.get("sdr_2mm")), r.get("n"))
-                for symbol, r in landmarks.items()
-                if isinstance(r, dict)
-            ),
-        )
-    overlays = sorted(final.overlays.glob("*.png"))
-    if overlays:
-        body += "<h3>Overlays</h3>" + "".join(
-            f'<figure><img src="{report_plots.png_data_uri(p.read_bytes())}" '
-            f'alt="{page.esc(p.name)}"><figcaption>{page.esc(p.stem)}</figcaption></figure>'
-            for p in overlays
-        )
-    return page.section("Test set (promoted model)", body)
+def _seconds(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
-def _selection(selection: Any) -> str:
-    """promote --trials/--seeds: each candidate's mean valid MRE ± 95 % interval, and the
-    paired per-image test of the top two."""
-    if not isinstance(selection, dict) or not selection.get("candidates"):
+def _durations(trials: Sequence[FrozenTrial]) -> str:
+    """Trial time in all, and the median trial of each end state (a pruned trial is cheaper)."""
+    timed = [(state_label(t), s) for t in trials if (s := _seconds(t)) is not None]
+    if not timed:
         return ""
-    rows = [
-        (f"#{c.get('trial')}", c.get("seeds"), c.get("mean_valid_mre_mm"), c.get("ci95_mm"))
-        for c in selection["candidates"]
-        if isinstance(c, dict)
-    ]
-    html = "<h3>Selection (valid)</h3>" + page.table(
-        ("trial", "seeds", "mean valid MRE (mm)", "± 95 % (mm)"), rows
-    )
-    top = selection.get("top_two")
-    if isinstance(top, dict):
-        html += page.kv([(f"top two, {top.get('test')}", f"p = {page.fmt(top.get('p_value'))}")])
-    return html
+    rows = [("trial time in all", duration(sum(s for _, s in timed)))]
+    for label in ("completed", "pruned", "failed", "interrupted"):
+        these = sorted(s for state, s in timed if state == label)
+        if these:
+            rows.append((f"median {label} trial ({len(these)})", duration(median(these))))
+    return "<h3>Trial durations</h3>" + page.kv(rows)
 
 
-def _curves(ranked: Sequence[FrozenTrial], metric: str) -> str:
-    with_epochs = [t for t in ranked if t.intermediate_values]
-    if not with_epochs:
-        return page.section("Learning curves", "<p>No trial has reported an epoch yet.</p>")
-    top = [t for t in with_epochs if t.value is not None][:TOP_CURVES]
-    uri = report_plots.learning_curves(with_epochs, top, metric)
-    body = (
-        f"<p>{page.esc(metric)} per epoch: the {len(top)} best trials in colour, every trial "
-        f'in grey.</p><img src="{uri}" alt="learning curves">'
-    )
-    return page.section("Learning curves", body)
-
-
-def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str:
-    done = sum(t.state == TrialState.COMPLETE for t in trials)
-    if done < 2:
-        body = f"<p>Not enough completed trials ({done}; fANOVA needs at least 2).</p>"
-        return page.section("Parameter importances", body)
-    evaluator = FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
-    try:
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except ValueError as e:  # e.g. no parameter shared by all completed trials
-        body = f"<p>Not enough completed trials to estimate importances ({page.esc(e)}).</p>"
-        return page.section("Parameter importances", body)
-    if not importances:
-        return page.section("Parameter importances", "<p>The study samples no parameters.</p>")
-    uri = report_plots.importance_bars(importances)
-    body = (
-        f"<p>fANOVA over the {done} completed trials (pruned trials are left out).</p>"
-        f'<img src="{uri}" alt="parameter importances">'
-        + page.table(("parameter", "importance"), importances.items())
-    )
-    return page.section("Parameter importances", body)
-
-
-def _trial_table(ranked: Sequence[FrozenTrial]) -> str:
+def _trial_table(ranked: Sequence[FrozenTrial], metric: str) -> str:
     if not ranked:
         return page.section("All trials", "<p>No trials yet.</p>")
     rows = (
@@ -273,10 +214,16 @@ def _trial_table(ranked: Sequence[FrozenTrial]) -> str:
             state_label(t),
             t.value,
             len(t.intermediate_values),
+            duration(s) if (s := _seconds(t)) is not None else None,
             ", ".join(f"{k}={page.fmt(v)}" for k, v in sorted(t.params.items())),
             t.user_attrs.get(FAIL_REASON, ""),
         )
         for t in ranked
     )
-    head = ("trial", "state", "value", "epochs", "params", "fail reason")
-    return page.section("All trials, best first", page.table(head, rows))
+    value = f"{metric} ({unit(metric)})" if unit(metric) else metric
+    head = ("trial", "state", value, "epochs", "duration", "params", "fail reason")
+    note = (
+        f"<p class=\"note\">{page.esc(value)}: the last epoch's value (a pruned trial's is where "
+        "it was stopped).</p>"
+    )
+    return page.section("All trials, best first", note + page.table(head, rows))

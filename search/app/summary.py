@@ -11,7 +11,6 @@ from pathlib import Path
 from search.layout import mask_url
 from search.records import ranking, trials
 from search.records.storage import open_study
-from search.run import datasets
 from search.run.lifecycle import Outcome
 
 
@@ -59,7 +58,7 @@ def early_stopping_line(spec, study, pruned: int) -> str:
 
 def summary(outcome: Outcome) -> int:
     """What a finished (or interrupted) study prints: best trial, baseline, where to look."""
-    study, layout, data_root = outcome.spec, outcome.layout, outcome.data_root
+    study, layout = outcome.spec, outcome.layout
     if not outcome.complete:
         print(
             f"Study {study.name!r} stopped before it finished; continue it with: "
@@ -72,12 +71,8 @@ def summary(outcome: Outcome) -> int:
     done = trials.finished(ot_study)
     counts = Counter(t.state.name.lower() for t in done)
     interrupted = [t.number for t in ot_study.trials if trials.interrupted(t)]
-    if not data_root.is_dir():  # generated data whose cache folder was cleared meanwhile
-        data_root = datasets.prepare(study.dataset)
-    baseline = datasets.mean_shape_baseline(
-        data_root, study.dataset.annotator, study.dataset.loader_format
-    )
-    unit = " mm" if study.metric.endswith("_mm") else ""
+    baseline = ot_study.user_attrs.get(trials.BASELINE)  # recorded by start
+    unit = f" {trials.unit(study.metric)}".rstrip()
     print()
     print(
         f"Study {study.name!r}: {len(done)} trials finished "
@@ -93,14 +88,17 @@ def summary(outcome: Outcome) -> int:
         found = ranking.best(ot_study)
         print(f"Best trial #{found['trial']}: {study.metric} = {found['value']:.3f}{unit}")
         print("  config: " + json.dumps(found["params"], sort_keys=True))
-        if study.metric == "mre_mm":
-            ratio = f" -> best is {baseline / found['value']:.2f}x lower"
+        if study.metric == "mre_mm" and baseline is not None:
+            ratio = f" -> best is {trials.against_baseline(found['value'], baseline)}"
     else:  # a finished study, not an error: ASHA stopped or errors ended every trial early
         print(
             f"No trial ran all {study.max_epochs} epochs, so there is no best trial: "
             "raise num_samples or asha.grace_period, or see the failed trials' fail_reason."
         )
-    print(f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm{ratio}")
+    if baseline is not None:
+        print(
+            f"Mean-shape baseline (train-set mean position, valid split): {baseline:.3f} mm{ratio}"
+        )
     if study.asha is not None:
         print(early_stopping_line(study, ot_study, counts.get("pruned", 0)))
     print("Look at it:")

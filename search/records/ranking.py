@@ -23,6 +23,7 @@ from search.records.trials import (
     epoch_budget,
     interrupted,
     trial_config,
+    unit,
 )
 from trainables.errors import ConfigError
 
@@ -91,7 +92,7 @@ def status(study: optuna.Study, now: datetime | None = None) -> dict[str, Any]:
         "interrupted": sum(interrupted(t) for t in trials),  # FAILs counted in states too
         "best": best(study) if counts.get("COMPLETE") else None,
         "metric": metric,
-        "unit": "mm" if metric.endswith("_mm") else "",
+        "unit": unit(metric),
         "num_samples": num_samples,
         "max_epochs": max_epochs,
         "running": [

@@ -45,6 +45,7 @@ MLFLOW_EXPERIMENT_ID = "mlflow_experiment_id"
 MLFLOW_PARENT_RUN_ID = "mlflow_parent_run_id"
 RAY_RUN = "ray_run"  # the Ray experiment's run name (studies/NAME/<ray_run>)
 NUM_SAMPLES = "num_samples"  # the budget `resume --num-samples` raised it to (else the spec's)
+BASELINE = "mean_shape_mre_mm"  # valid MRE of the train-set mean shape, what a model must beat
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # How an ended trial's state reads in MLflow (``cephtune.state``) and in the report.
@@ -80,6 +81,19 @@ def epoch_budget(
         max(0, max_epochs - len(t.intermediate_values)) for t in running
     )
     return done, left
+
+
+def unit(metric: str) -> str:
+    """The unit a metric is in, by cephtune's naming (``mre_mm``): ``mm`` or none."""
+    return "mm" if metric.endswith("_mm") else ""
+
+
+def against_baseline(value: float, baseline: float) -> str:
+    """How an MRE compares with the mean-shape baseline: ``3.20x lower``, or ``no lower than
+    the baseline`` (a model that learned nothing yet)."""
+    if 0 < value < baseline:
+        return f"{baseline / value:.2f}x lower"
+    return "no lower than the baseline: the model has not learned the task yet"
 
 
 def duration(seconds: float) -> str:

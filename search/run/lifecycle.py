@@ -40,7 +40,6 @@ class Outcome:
 
     spec: StudySpec
     layout: Layout
-    data_root: Path
     complete: bool  # False: stopped (Ctrl-C) before num_samples trials finished
 
 
@@ -94,12 +93,15 @@ def start(
                 trials.MLFLOW_TRACKING_URI: mask_url(track.uri),
                 trials.MLFLOW_EXPERIMENT_ID: experiment_id,
                 trials.MLFLOW_PARENT_RUN_ID: runs.parent_run_id,
+                trials.BASELINE: datasets.mean_shape_baseline(
+                    data_root, spec.dataset.annotator, spec.dataset.loader_format
+                ),
             },
         )
         record = StudyRecord(spec.name, url, spec.metric, spec.max_epochs, runs)
         experiments = layout.experiments(spec.name, spec.experiment_path)
         run = _build(spec, study, record, settings, experiments, "ray", gpu, True, verbose)
-        return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
+        return Outcome(spec, layout, _run(run, spec, study, record, track))
 
 
 def resume(
@@ -142,7 +144,7 @@ def resume(
     spec = _unchanged(load_study(attrs[trials.STUDY_FILE]), study, num_samples)
     if num_samples is not None:  # before Ray starts: a refusal is quick
         _check_more(spec, study, num_samples)
-    data_root, gpu = _prepare(spec, layout, track, cpu_only, address)
+    _, gpu = _prepare(spec, layout, track, cpu_only, address)
     runs = StudyRuns(
         track.uri, attrs[trials.MLFLOW_EXPERIMENT_ID], attrs[trials.MLFLOW_PARENT_RUN_ID]
     )
@@ -152,7 +154,7 @@ def resume(
             _check_more(spec, study, num_samples)  # again, now that no other driver runs
         if len(trials.finished(study)) >= spec.num_samples:
             record.settle()
-            return Outcome(spec, layout, data_root, True)
+            return Outcome(spec, layout, True)
         experiments = layout.experiments(name, spec.experiment_path)
         folder = f"{experiments}/{attrs[trials.RAY_RUN]}"
         if num_samples is not None:  # the finished Ray experiment stays as it ended
@@ -168,7 +170,7 @@ def resume(
             record.interrupt()
             settings, run_name = attrs[trials.CONSTANTS], f"ray-{len(study.trials)}"
             run = _build(spec, study, record, settings, experiments, run_name, gpu, False, verbose)
-        return Outcome(spec, layout, data_root, _run(run, spec, study, record, track))
+        return Outcome(spec, layout, _run(run, spec, study, record, track))
 
 
 def _unchanged(spec: StudySpec, study: optuna.Study, num_samples: int | None) -> StudySpec:

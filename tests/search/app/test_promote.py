@@ -103,6 +103,7 @@ def test_promote_rechecks_the_top_trials_and_can_train_on_train_and_valid(
     assert values["train_on"] == "train+valid" and values["seed"] == 7
     metrics = json.loads((folder / "final" / "test_metrics.json").read_text())
     assert metrics["checkpoint"] == "last.pt" and metrics["alias"] == "champion"
+    assert metrics["epochs"] == metrics["tested_epoch"] == values["epochs"]
     # Tested with test-time augmentation, said in the test report and on the MLflow run.
     assert metrics["tta"].startswith("identity, scales [0.95, 1.05]")
     assert "mirrored" not in metrics["tta"]  # the tiny space does not train with aug_flip
@@ -253,6 +254,8 @@ def test_promote_of_an_sdr_study_keeps_and_registers_the_epoch_with_the_highest_
     sdr = [m.value for m in history]
     best = checkpoint.load(folder / "final" / "checkpoints" / "best.pt")
     assert len(sdr) == 3 and best["epoch"] == 1 + sdr.index(max(sdr))
+    assert (metrics["epochs"], metrics["tested_epoch"]) == (3, best["epoch"])
+    assert f"Trained 3 epochs; tested best.pt at epoch {best['epoch']}" in capsys.readouterr().out
     model, _ = load_registered(Tracking(Layout.here()), metrics["model_uri"])
     for key, weights in model.state_dict().items():
         assert torch.equal(weights, best["model"][key]), key

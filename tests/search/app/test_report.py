@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime, timedelta
 
 import optuna
 import pytest
@@ -30,17 +31,24 @@ def text_of(page: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
 
 
-def add(study: optuna.Study, state: TrialState, curve: list[float], **kwargs) -> None:
+START = datetime(2026, 12, 1, 9, 0, 0)
+
+
+def add(
+    study: optuna.Study, state: TrialState, curve: list[float], seconds: int = 0, **kwargs
+) -> None:
+    """A trial of ``state`` with one value per epoch, ``seconds`` long from ``START``."""
     params = kwargs.pop("params", {"lr": 1e-3, "loss": "heatmap"})
-    study.add_trial(
-        create_trial(
-            state=state,
-            params=params,
-            distributions={k: DISTRIBUTIONS[k] for k in params},
-            intermediate_values={epoch: v for epoch, v in enumerate(curve, start=1)},
-            **kwargs,
-        )
+    trial = create_trial(
+        state=state,
+        params=params,
+        distributions={k: DISTRIBUTIONS[k] for k in params},
+        intermediate_values={epoch: v for epoch, v in enumerate(curve, start=1)},
+        **kwargs,
     )
+    if seconds:
+        trial.datetime_start, trial.datetime_complete = START, START + timedelta(seconds=seconds)
+    study.add_trial(trial)
 
 
 @pytest.fixture
@@ -56,15 +64,17 @@ def study(url) -> optuna.Study:
     study.set_user_attr("spec", SPEC)
     study.set_user_attr("metric", "mre_mm")
     study.set_user_attr("constants", {"backbone": "hrnet_w18_small", "image_size": 64})
-    add(study, TrialState.COMPLETE, [3.0, 2.5, 2.25], value=2.25)
+    study.set_user_attr("mean_shape_mre_mm", 6.5)  # what start records
+    add(study, TrialState.COMPLETE, [3.0, 2.5, 2.25], 185, value=2.25)
     add(
         study,
         TrialState.COMPLETE,
         [2.75, 2.0, 1.625],
+        195,
         value=1.625,
         params={"lr": 3e-3, "loss": "<b>wing</b>"},
     )
-    add(study, TrialState.PRUNED, [3.5], value=3.5, params={"lr": 2e-4, "loss": "heatmap"})
+    add(study, TrialState.PRUNED, [3.5], 61, value=3.5, params={"lr": 2e-4, "loss": "heatmap"})
     add(study, TrialState.FAIL, [], user_attrs={FAIL_REASON: "nan_loss: <script>x</script>"})
     add(study, TrialState.FAIL, [], user_attrs={FAIL_REASON: INTERRUPTED})
     return study
@@ -79,7 +89,9 @@ def test_report_of_a_finished_study(study, url, project):
     assert "http://" not in page and "https://" not in page and "<script" not in page
     text = text_of(page)
     assert "Study rep" in text and "mre_mm (min)" in text
-    assert "Best trial #1 : mre_mm = 1.625" in text
+    assert "Best trial #1 : mre_mm = 1.625 mm (4.00x lower; the mean-shape baseline below)" in text
+    assert "Mean-shape baseline (every landmark at its train-set mean position" in text
+    assert "6.5 mm ; a model has to beat it" in text
     assert "backbone hrnet_w18_small" in text  # the full config: constants + params
     for label, count in [("completed", 2), ("pruned", 1), ("failed", 1), ("interrupted", 1)]:
         assert f"{label} {count}" in text
@@ -88,15 +100,28 @@ def test_report_of_a_finished_study(study, url, project):
     assert "Epochs run: 7 of 12" in text and "42% saved" in text
     # the trial table, best first: #1 (1.625), #0 (2.25), #2 (pruned, 3.5), then the failures
     table = page[page.index("All trials, best first") :]
-    rows = re.findall(r"<tr><td>(\d+)</td><td>(\w+)</td><td>[^<]*</td><td>(\d+)</td>", table)
-    assert rows == [
-        ("1", "completed", "3"),
-        ("0", "completed", "3"),
-        ("2", "pruned", "1"),
-        ("3", "failed", "0"),
-        ("4", "interrupted", "0"),
+    assert "<th>mre_mm (mm)</th><th>epochs</th><th>duration</th>" in table  # the unit
+    row = r"<tr><td>(\d+)</td><td>(\w+)</td><td>[^<]*</td><td>(\d+)</td><td>([^<]*)</td>"
+    assert re.findall(row, table) == [
+        ("1", "completed", "3", "3m15s"),
+        ("0", "completed", "3", "3m05s"),
+        ("2", "pruned", "1", "1m01s"),
+        ("3", "failed", "0", "0m00s"),
+        ("4", "interrupted", "0", "0m00s"),
     ]
-    assert page.count('src="data:image/png;base64,') == 2  # learning curves + importances
+    # durations: 185 + 195 + 61 s of trials (the failures took no time here)
+    assert "trial time in all 7m21s" in text
+    assert "median completed trial (2) 3m10s" in text and "median pruned trial (1) 1m01s" in text
+    # curves, parallel coordinates, slices, importances
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "every trial in grey (log axis)" in text
+    assert "Optuna's plots of the 2 completed trials" in text
+    # the space the trials sampled, as Optuna searched it
+    space = text[text.index("Searched space") :]
+    assert "loss one of: heatmap, &lt;b&gt;wing&lt;/b&gt; 5 of 5" in space
+    assert "lr float 0.0001 – 0.01, log 5 of 5" in space
+    # fANOVA on 2 completed trials is stated as a hint, not a finding
+    assert "Only 2 completed trials" in text and "a hint, not a finding" in text
     assert "Not enough completed trials" not in text
     assert "No promoted model yet" in text
 
@@ -115,6 +140,9 @@ def test_report_embeds_the_promoted_model(study, url, project):
         "per_landmark": {"Sella": {"mre_mm": 1.25, "sd_mm": 0.5, "sdr_2mm": 0.5, "n": 3}},
         "model_uri": "models:/rep/1",
         "alias": "champion",
+        "checkpoint": "best.pt",
+        "epochs": 100,
+        "tested_epoch": 87,
     }
     (final / "test_metrics.json").write_text(json.dumps(metrics))
     overlay = final / "overlays" / "best_0001.png"
@@ -125,6 +153,7 @@ def test_report_embeds_the_promoted_model(study, url, project):
     text = text_of(page)
     assert "MRE (mm) 1.438" in text and "SDR@2mm 75.0%" in text and "alias champion" in text
     assert "Sella 1.25 0.5 50.0% 3" in text
+    assert "epochs trained 100 tested from best.pt (epoch 87, best on valid)" in text
     assert base64.b64encode(overlay.read_bytes()).decode() in page
     assert "best_0001" in text
 

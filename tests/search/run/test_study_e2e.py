@@ -42,6 +42,8 @@ def test_start_records_every_trial_in_optuna_and_mlflow(project, ray_cluster, ca
     assert {"lr", "loss"} <= set(trials[0].params)
 
     assert study.user_attrs["spec"]["name"] == "e2e"
+    baseline = study.user_attrs["mean_shape_mre_mm"]  # start records what a model must beat
+    assert baseline > 0 and f"split): {baseline:.3f} mm -> best is" in printed
     client = MlflowClient(mlflow_url(project))
     experiment = client.get_experiment_by_name("e2e")
     assert experiment.artifact_location.startswith((project / "mlruns").as_uri())
