@@ -20,6 +20,7 @@ from PIL import Image
 from search.layout import Layout
 from trainables.data.check import check_dataset
 from trainables.data.formats import detect, get_format
+from trainables.data.letterbox import upright_size
 from trainables.data.records import SPLITS
 from trainables.errors import ConfigError, DataError
 from trainables.gpu_env import nvidia_gpus
@@ -129,7 +130,7 @@ def image_size(root: Path, fmt: str) -> tuple[int, int]:
     sizes = []
     for path in images:
         with Image.open(path) as image:
-            sizes.append(image.size)
+            sizes.append(upright_size(image))
     return max(w for w, _ in sizes), max(h for _, h in sizes)
 
 

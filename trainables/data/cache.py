@@ -29,7 +29,8 @@ from trainables.data.letterbox import Letterbox, load_image
 from trainables.errors import DataError
 from trainables.shape import Size
 
-CACHE_VERSION = 3  # 2: rectangular inputs, sizes named WxH; 3: wide grey scaled, not clipped
+CACHE_VERSION = 4  # 2: rectangular inputs, sizes named WxH; 3: wide grey scaled, not clipped;
+# 4: EXIF orientation applied
 SUBDIR = "preprocessed"
 
 

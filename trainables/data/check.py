@@ -31,6 +31,7 @@ class CheckReport:
     landmarks_per_image: dict[str, list[int]] = field(default_factory=dict)  # split -> [min, max]
     pixel_size_mm: list[float] | None = None  # [min, max] over all images
     bit_depths: dict[str, int] = field(default_factory=dict)  # "16-bit grey" -> images
+    turned: int = 0  # images an EXIF orientation turns or mirrors (read as shown)
     unreadable: list[str] = field(default_factory=list)
     leaks: list[list[str]] = field(default_factory=list)  # byte-identical images across splits
     errors: list[str] = field(default_factory=list)
@@ -54,6 +55,11 @@ class CheckReport:
         if self.bit_depths:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.bit_depths.items()))
             lines.append(f"  pixels: {kinds} (each read onto one 8-bit grey scale)")
+        if self.turned:
+            lines.append(
+                f"  {self.turned} images have an EXIF orientation: read turned as it says, as "
+                "a browser shows them (their landmarks must be in that frame)"
+            )
         lines.append(
             f"  {len(self.unreadable)} unreadable images, {len(self.leaks)} cross-split duplicates"
         )
@@ -131,13 +137,14 @@ def _check_image(path: Path, report: CheckReport) -> tuple[str, tuple[int, int]]
     """SHA-1 of the file bytes and (width, height), after the check ``start`` makes
     (``inspect_image``: the two never disagree on an image)."""
     try:
-        size, kind = inspect_image(path)
+        size, kind, turn = inspect_image(path)
         digest = hashlib.sha1(path.read_bytes()).hexdigest()
     except (DataError, OSError) as e:
         report.unreadable.append(str(path))
         report.errors.append(str(e) if isinstance(e, DataError) else f"{path}: unreadable ({e})")
         return None
     report.bit_depths[kind] = report.bit_depths.get(kind, 0) + 1
+    report.turned += turn != 1
     return digest, size
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from trainables.data.letterbox import upright_size
 from trainables.data.records import (
     IMAGE_SUFFIXES,
     DatasetFormat,
@@ -192,7 +193,7 @@ def write_split(root: Path, split: str, records: Sequence[Record], names: Sequen
     for number, record in enumerate(records, start=1):
         shutil.copy2(record.image, folder / record.image.name)
         with Image.open(record.image) as im:
-            width, height = im.size
+            width, height = upright_size(im)  # the frame the landmarks are in
         images.append(
             {
                 "id": number,

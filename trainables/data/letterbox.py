@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainables.errors import DataError
 from trainables.shape import Size, dims
@@ -69,12 +69,33 @@ def _wide(im: Image.Image) -> tuple[np.ndarray, float]:
     return values, float(2**depth - 1) if depth is not None else top
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 stored upright, 2-8 mirrored and/or turned
+TURNED_SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
+
+
+def orientation(im: Image.Image) -> int:
+    """The EXIF orientation of ``im`` (1 when it has none, or a value outside 1-8). A PNG's
+    EXIF may follow its pixels, so PIL may decode the image to find it."""
+    value = im.getexif().get(EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of ``im`` as shown, turned by its EXIF orientation."""
+    width, height = im.size
+    return (height, width) if orientation(im) in TURNED_SIDEWAYS else (width, height)
+
+
 def to_grey(im: Image.Image) -> Image.Image:
-    """``im`` as 8-bit greyscale (mode L) on one intensity scale whatever its mode: 8-bit grey,
-    RGB and RGBA (luma), palette, 1-bit, and 16- or 32-bit integer and float grey, which are
-    scaled from their bit depth (``BIT_DEPTHS``: 4095 is white in a 12-bit image, 65535 in a
-    16-bit one; a float image in [0, 1] by 255) instead of clipped at 255, as PIL's
-    ``convert("L")`` does, which reads a 16-bit cephalogram as a white sheet."""
+    """``im`` as it is shown (turned upright by its EXIF orientation, as browsers and
+    annotation tools show a photographed film), in 8-bit greyscale (mode L) on one intensity
+    scale whatever its mode: 8-bit grey, RGB and RGBA (luma), palette, 1-bit, and 16- or
+    32-bit integer and float grey, which are scaled from their bit depth (``BIT_DEPTHS``: 4095
+    is white in a 12-bit image, 65535 in a 16-bit one; a float image in [0, 1] by 255) instead
+    of clipped at 255, as PIL's ``convert("L")`` does, which reads a 16-bit cephalogram as a
+    white sheet."""
+    if orientation(im) != 1:
+        im = ImageOps.exif_transpose(im)
     if im.mode in EIGHT_BIT:
         return im.convert("L")
     values, white = _wide(im)

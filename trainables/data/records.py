@@ -223,14 +223,16 @@ def list_images(folder: Path) -> list[tuple[str, Path]]:
 
 
 def verify_image(path: Path) -> tuple[int, int]:
-    """(width, height) of an image that decodes completely, or a ``DataError`` naming it
-    (``inspect_image``)."""
+    """(width, height) as shown of an image that decodes completely, or a ``DataError``
+    naming it (``inspect_image``)."""
     return inspect_image(path)[0]
 
 
-def inspect_image(path: Path) -> tuple[tuple[int, int], str]:
-    """(width, height) and pixel kind (``letterbox.bit_depth``) of an image that decodes
-    completely, or a ``DataError`` naming it. What ``start`` and ``data check`` both ask.
+def inspect_image(path: Path) -> tuple[tuple[int, int], str, int]:
+    """(width, height) as shown (``letterbox.upright_size``: landmarks are read in the frame
+    its EXIF orientation turns it to), the pixel kind (``letterbox.bit_depth``) and the EXIF
+    orientation of an image that decodes completely, or a ``DataError`` naming it. What
+    ``start`` and ``data check`` both ask.
 
     No check short of decoding is complete: a PNG's chunk checksums (PIL's ``verify``, 1 ms
     for a 1935 x 2400 cephalogram) pass damaged pixel data whose checksums were recomputed, and
@@ -240,7 +242,7 @@ def inspect_image(path: Path) -> tuple[tuple[int, int], str]:
     these on threads (PIL decodes without the GIL): ``benchmarks/data_pipeline.py`` measures
     what a start pays per image.
     """
-    from trainables.data.letterbox import bit_depth
+    from trainables.data.letterbox import TURNED_SIDEWAYS, bit_depth, orientation
 
     try:
         with Image.open(path) as im:
@@ -251,11 +253,11 @@ def inspect_image(path: Path) -> tuple[tuple[int, int], str]:
             if form == "JPEG":
                 im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
-            kind = bit_depth(im)
+            kind, turn = bit_depth(im), orientation(im)
     except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as e:
         reason = "no image format PIL knows" if isinstance(e, UnidentifiedImageError) else e
         raise DataError(f"{path}: unreadable image ({reason})") from None
-    return size, kind
+    return (size[::-1] if turn in TURNED_SIDEWAYS else size), kind, turn
 
 
 def check_inside(

@@ -101,3 +101,27 @@ def test_a_16_bit_dataset_trains_predicts_and_draws_as_its_8_bit_copy(eight_bit,
         draw_overlay(path, eight[0], AARIZ_SYMBOLS, out)
         drawn.append(np.asarray(Image.open(out).convert("L"), dtype=float).mean())
     assert abs(drawn[0] - drawn[1]) < 0.5 and drawn[1] < 200  # not a white sheet
+
+
+def test_an_image_with_an_exif_orientation_is_read_as_it_is_shown(eight_bit, project, capsys):
+    """A film photographed sideways: the pixels are stored turned, with EXIF orientation 6
+    (turn 90° clockwise to show), and the landmarks were placed on the image as shown, as
+    browsers and annotation tools show it. It is read as shown: its letterboxed pixels are
+    the upright copy's, and its (portrait) landmarks lie inside it."""
+    turned = project / "turned"
+    shutil.copytree(eight_bit, turned)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    written = 0
+    for path in sorted(turned.rglob("*.png")):
+        upright = Image.open(path).convert("L")
+        upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)  # stored sideways
+        assert Image.open(path).size == upright.size[::-1]
+        written += 1
+    assert main(["data", "check", str(turned), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["turned"] == written, report["errors"]
+    assert main(["data", "check", str(turned)]) == 0
+    assert f"{written} images have an EXIF orientation: read turned" in capsys.readouterr().out
+    for a, b in zip(images(eight_bit), images(turned), strict=True):
+        np.testing.assert_array_equal(load_image(b, 64)[0], load_image(a, 64)[0], b.name)
