@@ -23,6 +23,7 @@ from trainables.data.records import (
     Landmarks,
     Record,
     SplitIndex,
+    not_a_file,
 )
 from trainables.errors import DataError
 
@@ -137,8 +138,8 @@ def _image(path: Path, i: int, item: Any, folder: Path) -> tuple[str, Path, floa
     image = folder / name
     if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
         raise DataError(f"{where}.file_name {name!r} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-    if not image.is_file():
-        raise DataError(f"{where}.file_name: {image} missing")
+    if (why := not_a_file(image)) is not None:
+        raise DataError(f"{where}.file_name: {image}: {why}")
     return Path(name).stem, image, _spacing(where, item.get("spacing"))
 
 

@@ -19,6 +19,7 @@ from trainables.data.records import (
     Landmarks,
     Record,
     SplitIndex,
+    not_a_file,
 )
 from trainables.errors import DataError
 
@@ -109,8 +110,8 @@ def _parse(path: Path, rows: list[list[str]], folder: Path) -> DeclaredSplit:
                 f"{path}:{line}: {FILE} {name!r} is not an image ({', '.join(IMAGE_SUFFIXES)})"
             )
         image = folder / name
-        if not image.is_file():
-            raise DataError(f"{path}:{line}: {FILE}: {image} missing")
+        if (why := not_a_file(image)) is not None:
+            raise DataError(f"{path}:{line}: {FILE}: {image}: {why}")
         ceph_id = Path(name).stem
         if ceph_id in images:
             raise DataError(f"{path}:{line}: a second image with id {ceph_id!r}")

@@ -200,15 +200,26 @@ def require_dir(parent: Path, name: str) -> Path:
     return folder
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why an image named at ``path`` cannot be read as a file (missing, a folder, a broken
+    symlink or a symlink loop), or None when it is a file."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "a folder, not an image file"
+    if path.is_symlink():
+        return "a broken symlink or a symlink loop, not an image file"
+    return "missing"
+
+
 def list_images(folder: Path) -> list[tuple[str, Path]]:
     """(id, path) of every image in ``folder`` sorted by id. None, a name with an image suffix
     that is no file (a broken symlink, a symlink loop, a folder), and two images of one id
     (``X.png`` and ``X.jpg``: which one would the annotation be of?) are a ``DataError``."""
     named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for path in named:
-        if not path.is_file():
-            kind = "a folder" if path.is_dir() else "a broken symlink or a symlink loop"
-            raise DataError(f"{path}: {kind}, not an image file")
+        if (why := not_a_file(path)) is not None:
+            raise DataError(f"{path}: {why}")
     seen: dict[str, Path] = {}
     for path in named:
         if path.stem in seen:

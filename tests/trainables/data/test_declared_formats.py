@@ -142,6 +142,23 @@ COCO_CASES = {
         lambda r: next((r / "images" / "test").iterdir()).unlink(),
         "annotations/test.json: images[0].file_name: ",
     ),
+    "two images with one id": (  # x.png and x.jpg: two pictures, one annotation
+        lambda r: edit_json(
+            r / "annotations/train.json",
+            lambda d: d["images"].append({**d["images"][0], "id": 999}),
+        ),
+        "annotations/train.json: images[8].file_name: a second image with id 'synth",
+    ),
+    "one image id twice": (
+        lambda r: edit_json(
+            r / "annotations/valid.json", lambda d: d["images"].append(dict(d["images"][0]))
+        ),
+        "annotations/valid.json: images[2].id ",
+    ),
+    "a broken symlink for an image": (
+        lambda r: broken_link(r / "images" / "train" / "synth00000.png"),
+        "synth00000.png: a broken symlink or a symlink loop, not an image file",
+    ),
     "annotations file is a folder": (
         lambda r: ((r / "annotations/valid.json").unlink(), (r / "annotations/valid.json").mkdir()),
         "annotations/valid.json: a folder, not a COCO keypoints file",
@@ -180,7 +197,23 @@ CSV_CASES = {
         lambda r: next((r / "images" / "valid").iterdir()).unlink(),
         "valid.csv:",
     ),
+    "two rows of one image": (
+        lambda r: (r / "train.csv").write_text(
+            (text := (r / "train.csv").read_text()) + text.splitlines()[1] + "\n"
+        ),
+        "train.csv:10: a second image with id 'synth",
+    ),
+    "a broken symlink for an image": (
+        lambda r: broken_link(r / "images" / "test" / "synth00010.png"),
+        "synth00010.png: a broken symlink or a symlink loop, not an image file",
+    ),
 }
+
+
+def broken_link(image: Path) -> None:
+    """``image`` replaced by a symlink to a file that does not exist."""
+    image.unlink()
+    image.symlink_to(image.with_name("gone.png"))
 
 
 @pytest.mark.parametrize(
