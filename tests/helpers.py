@@ -3,6 +3,7 @@ configs, where a project's stores are, what any stop of a study must leave, free
 
 from __future__ import annotations
 
+import signal
 import socket
 import textwrap
 from pathlib import Path
@@ -27,6 +28,14 @@ def isolate(mp: pytest.MonkeyPatch, folder: Path, cache: Path) -> Path:
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return folder
+
+
+def as_a_terminal_job() -> None:
+    """``preexec_fn`` of a command a test stops with Ctrl-C (SIGINT): the signal's default
+    disposition, as a terminal's foreground job has it. A job a non-interactive shell starts in
+    the background (``make test &``, as a CI runner may) inherits SIGINT ignored, and a Python
+    started so never raises KeyboardInterrupt: the command would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def optuna_url(project: Path) -> str:

@@ -14,7 +14,7 @@ from importlib.metadata import version
 import optuna
 
 from search.cli import build_parser, main
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, as_a_terminal_job, free_port
 from trainables.data.formats import load_split
 
 
@@ -137,7 +137,11 @@ def test_status_watch_reprints_until_ctrl_c_or_the_study_ends(tmp_path):
     study = a_running_study(storage)
     command = [sys.executable, str(REPO / "search.py"), "status", "live", "--storage", storage]
     watch = subprocess.Popen(
-        [*command, "--watch", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--watch", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_a_terminal_job,  # Ctrl-C reaches it however the suite was started
     )
     try:
         seen = 0

@@ -20,6 +20,7 @@ from search.cli import main
 from search.records.trials import WORKER_PID
 from tests.helpers import (
     REPO,
+    as_a_terminal_job,
     check_records,
     mlflow_url,
     optuna_study,
@@ -106,6 +107,7 @@ def driver(project: Path, cache_dir: Path, *args: str) -> subprocess.Popen:
             stdout=out,
             stderr=err,
             start_new_session=True,
+            preexec_fn=as_a_terminal_job,  # Ctrl-C reaches it however the suite was started
         )
 
 
