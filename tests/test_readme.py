@@ -15,6 +15,8 @@ An HTML comment right above a block tells this harness what else to do with it:
   has a finished trial, as a crash or a reboot would.
 - ``<!-- readme-test: serve URL -->``: a server; run in the background until URL answers, and
   stopped when the module ends.
+- ``<!-- readme-test: note: TEXT -->``: run as it is; TEXT says what the test did before it
+  that the prose does not (a harness step belongs here, not in what a user reads).
 - ``<!-- readme-test: given DIR in FORMAT, FORMAT and the ImageNet weights in the cache -->``:
   a user's own dataset. The block's section runs once per FORMAT, each time in a terminal of
   its own (a fresh copy and home, the project's environment active as the walkthrough left
@@ -57,7 +59,7 @@ def test_every_shell_block_runs_or_says_why_not():
     assert BLOCKS, "no shell blocks found in README.md"
     for block in BLOCKS:
         d = block.directive
-        known = d == "" or d.startswith(("skip: ", "serve http"))
+        known = d == "" or d.startswith(("skip: ", "serve http", "note: "))
         known = known or KILL.fullmatch(d) or GIVEN.fullmatch(d)
         assert known, f"README.md:{block.line}: unknown readme-test directive {d!r}"
         if d.startswith("skip: "):
