@@ -62,12 +62,14 @@ seed: {seed}
 {extra}"""
 
 
-def signal(table: Table) -> list[tuple[int, float]]:
+def signal(table: Table, best_fraction: float = 1.0) -> list[tuple[int, float]]:
     """(epoch, Spearman rho of the valid MRE at that epoch with the valid MRE at the last),
-    over the configurations that ran every epoch."""
+    over the configurations that ran every epoch (with ``best_fraction`` < 1, over that
+    fraction of them with the lowest last valid MRE: the trials a late rung must tell apart)."""
     from scipy.stats import spearmanr
 
     rows = [r for r in table.rows.values() if len(r["valid"]) == table.task.max_epochs]
+    rows = sorted(rows, key=lambda r: r["valid"][-1])[: max(3, round(len(rows) * best_fraction))]
     last = [r["valid"][-1] for r in rows]
     return [
         (e, float(spearmanr([r["valid"][e - 1] for r in rows], last).statistic))
@@ -237,11 +239,24 @@ def main() -> None:
         "--study-extra", default="", help="YAML lines added to every study (development only)"
     )
     p.add_argument("--out-json", type=Path, help=argparse.SUPPRESS)  # a share's results
+    p.add_argument(
+        "--signal-only",
+        action="store_true",
+        help="print the table's Spearman rho per epoch (all, and the best quarter) and stop",
+    )
     args = p.parse_args()
     seeds = parse_seeds(args.seeds or ("0,1" if args.smoke else HELD_OUT_SEEDS))
     trials = 3 if args.smoke else args.trials
     args.table = args.table or table_path("small" if args.smoke else "bench")
     table = Table.load(args.table)
+    if args.signal_only:
+        every, best = signal(table), signal(table, 0.25)
+        done = sum(len(r["valid"]) == table.task.max_epochs for r in table.rows.values())
+        print(f"table {args.table.name}: {done} configurations that ran every epoch")
+        for (e, rho), (_, top) in zip(every, best, strict=True):
+            print(f"  epoch {e}: rho {rho:.2f} over all, {top:.2f} over the best quarter")
+        print("RATIO " + " ".join(f"rho_e{e}={rho:.4f}" for e, rho in every))
+        return
     if args.out_json is not None:  # one share of a parallel run
         run_seeds(args, table, seeds, trials, args.out_json)
         return

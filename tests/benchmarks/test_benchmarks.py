@@ -148,3 +148,25 @@ def test_a_gpu_check_part_shows_its_figures_as_they_come_and_keeps_them_when_cut
     assert not ok and seconds < 30
     assert "RATIO first=1" in out and "late" not in out and "stopped after its 3 s cap" in out
     assert "  | RATIO first=1" in capsys.readouterr().out
+
+
+def test_the_tables_signal_is_the_figures_the_readme_quotes():
+    """``search_tabular.py --signal-only`` on the shipped tables: the Spearman rho per epoch the
+    README quotes (a table's rows are fixed, so these are exact to the digits quoted)."""
+    readme = (REPO / "README.md").read_text()
+    quotes = {"curves-quickstart.json": (1, 2, 3, 4, 5), "curves-small.json": (1, 3, 5)}
+    for table, epochs in quotes.items():
+        done = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "search_tabular.py"), "--signal-only"]
+            + ["--table", str(REPO / "benchmarks" / "tables" / table)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        last = done.stdout.strip().splitlines()[-1]
+        rho = {
+            int(k[len("rho_e") :]): float(v) for k, v in (p.split("=") for p in last.split()[1:])
+        }
+        quoted = " / ".join(f"{rho[e]:.2f}" for e in epochs)
+        assert quoted in " ".join(readme.split()), (table, quoted)
