@@ -45,7 +45,8 @@ lint: install-test
 	$(BIN)/ruff check search trainables tests search.py
 
 # Benchmarks print their figures and a last line `RATIO name=value ...` (or `SKIP reason`).
-BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu frontier
+BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu frontier \
+	memory_estimate
 bench: install
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 

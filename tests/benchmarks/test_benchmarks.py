@@ -26,6 +26,7 @@ BENCHMARKS = [
     "search_tabular",
     "gpu",
     "frontier",
+    "memory_estimate",
 ]
 FIGURE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 SEARCH = {"epochs_to_match_frac", "best_mre_ratio", "vs_ray_optunasearch", "vs_optuna_native"}
@@ -47,6 +48,7 @@ FIGURES = {
     "search_efficiency": SEARCH,
     "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
     "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
+    "memory_estimate": {"worst_error", "cases"},
     "frontier": {
         "stride2_vs_stride4",
         "tta_vs_plain",
