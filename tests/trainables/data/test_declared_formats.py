@@ -53,6 +53,29 @@ def test_a_converted_dataset_reads_as_its_source(source, tmp_path, to, capsys):
         load_split(out, "train", "senior", to)
 
 
+@pytest.mark.parametrize("to", ["coco", "csv"])
+def test_a_conversion_stopped_half_way_leaves_nothing(source, tmp_path, to, monkeypatch, capsys):
+    """Ctrl-C (or a full disk) while the images are copied: no half dataset at OUT, nothing
+    hidden beside it, and the same command then converts."""
+    import shutil
+
+    copied, copy = [], shutil.copy2
+
+    def copy_then_stop(*args, **kwargs):
+        copied.append(args[0])
+        if len(copied) == 10:  # train's 8 and 2 of valid: the test split never comes
+            raise KeyboardInterrupt
+        return copy(*args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", copy_then_stop)
+    out = tmp_path / "out"
+    assert main(["data", "convert", str(source), str(out), "--to", to]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [] and len(copied) == 10
+    monkeypatch.setattr(shutil, "copy2", copy)
+    assert converted(source, out, to) == out and detect(out) == to
+
+
 def three_landmarks(source: Path, tmp_path: Path) -> Path:
     """A CSV dataset of three landmarks named by its header, one of them left out once."""
     out = converted(source, tmp_path / "full", "csv")
