@@ -1,27 +1,32 @@
 """How much memory a configuration's training takes, counted before it runs, allocating nothing.
 
-The model is built on PyTorch's ``meta`` device (tensors with shapes and dtypes, no storage),
-and one training micro-batch goes forward through it and through the loss under
-``torch.autograd.graph.saved_tensors_hooks``: every tensor autograd keeps for the backward pass
-is seen once, by its storage, so views and a tensor saved by two operations count once, and
-the weights a layer saves (already counted as parameters) are left out. With the parameters,
-their gradients and AdamW's two moments, that gives the peak of a training step
-(``MemoryEstimate.peak``).
+The model is built on PyTorch's ``meta`` device (tensors with shapes and dtypes, no storage)
+and two training steps run on it: forward through the model and the loss, backward, AdamW's
+step (the first creates its moments), as a real step does. A dispatch mode sees every tensor
+each operation makes and when its storage dies, so the peak of the bytes alive at once is that
+of the real steps' tensors: the parameters, the activations autograd saves, the activation
+gradients alive during the backward pass, the gradients, the moments and the optimiser's
+temporaries. Autograd's saved-tensor hooks name the saved activations apart (each storage once,
+the weights a layer saves left out), for the breakdown.
 
 What it leaves out, and so what the figure is not: the CUDA context and cuDNN's workspaces on
-a GPU, the allocator's caching and fragmentation, the activation gradients alive during the
-backward pass (each a transient the size of one saved tensor), and the data loader's batches.
-Under AMP (fp16 or bf16) convolution and matmul outputs are stored in half precision, which the
-meta device cannot run; the estimate then halves the floating activations, an approximation
-(batch norm keeps float32 statistics). ``benchmarks/memory_estimate.py`` measures it against
-the real peak of one CPU step.
+a GPU, the CPU convolutions' own buffers, the allocator's caching and fragmentation, the data
+loader's batches, and the process's first-use allocations. Under AMP (fp16 or bf16) the saved
+activations are stored in half precision, which the meta device cannot run; the estimate then
+takes half of them off the peak, an approximation (batch norm keeps float32 statistics).
+``benchmarks/memory_estimate.py`` measures it against the real peak of CPU steps.
 """
 
 from __future__ import annotations
 
+import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from trainables.config import TrainConfig
 from trainables.losses import create_loss
@@ -33,23 +38,46 @@ HALF = ("fp16", "bf16")
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes of one training step of a configuration, by kind."""
+    """Bytes of training a configuration: its parts, and the peak of two steps."""
 
     parameters: int
     gradients: int
     optimizer: int
     activations: int  # what autograd saves for the backward pass of one micro-batch
-
-    @property
-    def peak(self) -> int:
-        """The most a steady training step holds: the parameters and AdamW's moments always,
-        and then either the saved activations (when the backward pass starts, the last
-        step's gradients freed) or the gradients (when the optimiser steps, the activations
-        freed), whichever is larger."""
-        return self.parameters + self.optimizer + max(self.activations, self.gradients)
+    peak: int  # the most bytes alive at once over two steps (everything above at its time)
 
     def gib(self) -> float:
         return self.peak / 2**30
+
+
+class _Alive(TorchDispatchMode):
+    """Bytes alive: each storage an operation makes, counted until it is freed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alive: set[int] = set()
+        self.now = self.peak = 0
+
+    def add(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key, nbytes = storage._cdata, storage.nbytes()
+        if key in self.alive:
+            return
+        self.alive.add(key)
+        self.now += nbytes
+        self.peak = max(self.peak, self.now)
+        weakref.finalize(storage, self._free, key, nbytes)
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.alive.discard(key)
+        self.now -= nbytes
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.add(value)
+        return out
 
 
 def estimate(
@@ -64,27 +92,35 @@ def estimate(
     # On meta nothing is read: no weights file, no download.
     shape = cfg.model_copy(update={"pretrained": False, "pretrained_file": None})
     size = cfg.size_at(cfg.epochs)
+    loss_fn = create_loss(cfg)
     with torch.device("meta"):
         model = create_model(shape, num_landmarks)
-        params = {p.untyped_storage()._cdata: p.nbytes for p in model.parameters()}
-        images = torch.empty(batch, 1, size.height, size.width)
+        weights = sum(p.nbytes for p in model.parameters())
+        params = {p.untyped_storage()._cdata for p in model.parameters()}
         saved: dict[int, int] = {}
 
         def keep(tensor: torch.Tensor) -> torch.Tensor:
             storage = tensor.untyped_storage()
             key = storage._cdata  # the storage itself: a view or a second save counts once
             if key not in params:
-                nbytes = storage.nbytes()
-                if half and tensor.is_floating_point():
-                    nbytes //= 2
-                saved[key] = max(saved.get(key, 0), nbytes)
+                saved[key] = storage.nbytes()
             return tensor
 
-        loss_fn = create_loss(cfg)
-        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-            outputs = model(images)
-            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            for out in outputs:
-                loss_fn(out, torch.empty_like(out))
-    weights = sum(params.values())
-    return MemoryEstimate(weights, weights, ADAMW_MOMENTS * weights, sum(saved.values()))
+        alive = _Alive()
+        optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
+        with alive:
+            for p in model.parameters():
+                alive.add(p)
+            for step in range(2):
+                hooks = torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
+                with hooks if step == 0 else nullcontext():  # the first step's, once
+                    outputs = model(torch.empty(batch, 1, size.height, size.width))
+                    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+                    loss = sum(loss_fn(out, torch.empty_like(out)) for out in outputs)
+                loss.backward()
+                del outputs, loss
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    activations = sum(saved.values())
+    peak = alive.peak - (activations // 2 if half else 0)
+    return MemoryEstimate(weights, weights, ADAMW_MOMENTS * weights, activations, peak)
