@@ -50,8 +50,9 @@ BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency
 bench: install
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 
-# On a machine with CUDA: the GPU tests, benchmarks/gpu.py and a 4 x 0.25-GPU study, with their
-# figures, in under 8 minutes. Without CUDA it says so and exits 0.
+# On a machine with CUDA: the GPU tests, benchmarks/gpu.py, the memory estimate against the GPU's
+# peak and a 4 x 0.25-GPU study, with their figures, in under 8 minutes. Without CUDA it says so
+# and exits 0.
 # A lent GPU machine starts bare with minutes to spare: only what the check needs (the project
 # and pytest), with uv where the machine has it (several times faster than pip on the CUDA
 # torch stack), else pip.

@@ -4,7 +4,9 @@
    cap of a GPU share, a step without host syncs, AMP finite, checkpoints across devices,
    bf16/fp16 against the card, inference on the GPU);
 2. ``benchmarks/gpu.py`` once (mixed precision vs fp32, 4 x 0.25 GPU vs 1 x 1 GPU);
-3. a study of 8 trials, 4 at a time at 0.25 GPU each, through ``search.py start`` on synthetic
+3. ``benchmarks/memory_estimate.py --device cuda`` in its smoke mode: the training-memory
+   estimate against ``torch.cuda.max_memory_allocated`` of two real steps;
+4. a study of 8 trials, 4 at a time at 0.25 GPU each, through ``search.py start`` on synthetic
    data: its wall time, trial states, where and in which precision each trial ran, its
    steady-state samples/s and data wait, and the GPU memory each trial process held (from
    ``nvidia-smi``) against its share.
@@ -32,7 +34,7 @@ from common import finish, header, median, parser, skip
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S = 480
-CAPS_S = {"tests": 150, "benchmark": 200, "study": 130}
+CAPS_S = {"tests": 150, "benchmark": 180, "memory": 40, "study": 110}
 
 SPACE = """\
 params:
@@ -243,6 +245,18 @@ def main() -> int:
         figures = dict(part.split("=", 1) for part in last.split()[1:]) if ok else {}
         if not ok or not last.startswith("RATIO"):
             failed.append("benchmark")
+
+        memory = [sys.executable, str(REPO / "benchmarks" / "memory_estimate.py"), "--smoke"]
+        memory += ["--device", "cuda", "--workdir", str(work / "memory")]
+        print("== the memory estimate vs the peak on the GPU", flush=True)
+        ok, out, seconds = run_part("memory", memory, deadline, cwd=work, env=env)
+        print(f"== the memory estimate: {seconds:.0f} s", flush=True)
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        if ok and last.startswith("RATIO"):
+            found_memory = dict(part.split("=", 1) for part in last.split()[1:])
+            figures["memory_worst_error"] = found_memory["worst_error"]
+        else:
+            failed.append("memory")
 
         project = work / "study"
         project.mkdir(exist_ok=True)

@@ -2,14 +2,15 @@
 CPU training steps, for three models at two input sizes.
 
     python benchmarks/memory_estimate.py            # hrnet, unet, resnet at 128 and 256 px
-    python benchmarks/memory_estimate.py --smoke    # one model at one size
+    python benchmarks/memory_estimate.py --smoke    # one model at one size (two on cuda)
 
 Each case runs in a fresh process: it builds the product's run (``trainables.run.build`` on a
 synthetic dataset), trains two steps with the product's ``train_step`` (the first creates
 AdamW's moments), and reads the process's peak resident memory (``VmHWM``, reset before the
 model is built) against its resident memory before; the difference is the measured peak of
-training. The estimate is computed before anything is allocated. On a GPU the same figures
-come from ``torch.cuda.max_memory_allocated`` (``make gpu-check``).
+training. ``--device cuda`` measures on the GPU instead, with ``torch.cuda.max_memory_allocated``
+(the tensors' bytes, as the estimate counts them) in the precision ``auto`` picks there (AMP);
+``make gpu-check`` runs it.
 """
 
 from __future__ import annotations
@@ -36,13 +37,16 @@ BATCH = 4
 TOLERANCE = 0.25  # the target: within 25 % of the measured peak
 
 
-def measure(model: dict, size: int, data_dir: str, cache_dir: str) -> dict:
-    """In this (fresh) process: the estimate, then the measured peak of two real steps."""
+def measure(model: dict, size: int, data_dir: str, cache_dir: str, device: str = "cpu") -> dict:
+    """In this (fresh) process: the estimate, then the measured peak of two real steps on
+    ``device`` (cpu: ``VmHWM``; cuda: ``torch.cuda.max_memory_allocated``, the tensors' own
+    bytes, in the precision ``auto`` resolves to there)."""
     import torch
 
     from trainables.config import TrainConfig
     from trainables.losses import create_loss
     from trainables.memory_estimate import estimate
+    from trainables.precision import Precision
     from trainables.run import build
     from trainables.train import train_step
 
@@ -57,39 +61,57 @@ def measure(model: dict, size: int, data_dir: str, cache_dir: str) -> dict:
          "batch_size": BATCH, "epochs": 1, "warmup_epochs": 0, "num_threads": 1,
          "augment": False, "pretrained": False}
     )  # fmt: skip
-    guess = estimate(cfg, 29)
+    # The estimate first: it imports and builds on the meta device what the real build then
+    # finds loaded, so the measured window holds the training's memory, not first imports.
+    precision = Precision.resolve(cfg.precision, torch.device(device))
+    guess = estimate(cfg, 29, half=precision.name != "fp32")
     torch.set_num_threads(1)
-    before = status("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    run = build(cfg, "cpu")
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = status("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    run = build(cfg, device)
     loss_fn = create_loss(cfg)
     images, coords, _, draws = next(iter(run.loader))
-    images = run.precision.batch(run.train.images(images, draws))
+    images = run.precision.batch(run.train.images(images.to(device), draws))
     for _ in range(2):
-        train_step(run, loss_fn, images, coords)
-    peak = status("VmHWM") - before
-    return {"estimate": guess.peak, "measured": peak, "parts": guess.__dict__}
+        train_step(run, loss_fn, images, coords.to(device))
+    if cuda:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = status("VmHWM") - before
+    return {"estimate": guess.peak, "measured": peak, "parts": guess.__dict__,
+            "precision": run.precision.name}  # fmt: skip
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0", help="unused: the figures are deterministic")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to measure")
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.case:  # one case, in its own process
         model, size, data_dir, cache_dir = json.loads(args.case)
-        print(json.dumps(measure(model, size, data_dir, cache_dir)))
+        print(json.dumps(measure(model, size, data_dir, cache_dir, args.device)))
         return
-    header("training-memory estimate vs the measured peak of CPU steps")
+    header(f"training-memory estimate vs the measured peak of {args.device} steps")
     work = args.workdir or Path("/tmp/cephtune-memory")
     work.mkdir(parents=True, exist_ok=True)
     data = synthetic(work, 24, 386, 480, 0)
-    cases = CASES[:1] if args.smoke else CASES
+    cases = (CASES[:2] if args.device == "cuda" else CASES[:1]) if args.smoke else CASES
     worst = 0.0
     for model, size in cases:
         case = json.dumps([model, size, str(data), str(work / "cache")])
         done = subprocess.run(
-            [sys.executable, __file__, "--case", case], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--case", case, "--device", args.device],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         row = json.loads(done.stdout.strip().splitlines()[-1])
         ratio = row["estimate"] / row["measured"]
@@ -98,7 +120,7 @@ def main() -> None:
         print(
             f"{model['model']:9} {name:16} {size:4} px batch {BATCH}: estimate "
             f"{row['estimate'] / 2**20:7.1f} MiB, measured {row['measured'] / 2**20:7.1f} MiB, "
-            f"ratio {ratio:.3f}",
+            f"ratio {ratio:.3f} ({row['precision']})",
             flush=True,
         )
     print(f"worst |estimate / measured - 1| = {worst:.3f} (target <= {TOLERANCE})")
