@@ -185,8 +185,11 @@ def test_the_worker_host_and_then_the_driver_host_die_and_the_study_finishes_els
     history = MlflowClient(mlflow_server).get_metric_history(
         run.info.run_id, "iterations_since_restore"
     )
+    # A restart from scratch would leave no restore past epoch 1. The checkpoint it went on
+    # from may be older than the last epoch Optuna recorded on h2 (the report comes before the
+    # checkpoint reaches the shared folder; seen once: epoch 2 reported, epoch 1's checkpoint).
     restores = sorted({m.step - int(m.value) + 1 for m in history} - {1})
-    assert restores and 3 <= restores[0] <= epochs_on_h2 + 2, history
+    assert restores and 2 <= restores[0] <= epochs_on_h2 + 2, history
 
 
 def test_postgres_restarts_then_goes_away_and_the_worker_host_dies_without_retries(
