@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,25 @@ def shown_tolerance(text: str) -> float:
     mantissa, _, exponent = text.lower().partition("e")
     decimals = len(mantissa.partition(".")[2])
     return 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+
+
+@contextmanager
+def chromium_page(playwright, tmp_path: Path, timeout_ms: int):
+    """A page of the system Chromium, headless, in a fresh profile under ``tmp_path``, with
+    ``timeout_ms`` for every wait; the browser is closed after."""
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 900},
+    )
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_ms)
+        yield page
+    finally:
+        context.close()
 
 
 def rest(server: Server, path: str, query: dict | None = None, body: dict | None = None):

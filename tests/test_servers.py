@@ -23,12 +23,11 @@ from search.cli import main
 from search.records.trials import STATE_TAGS
 from tests.helpers import REPO, free_port, isolate, mlflow_url, optuna_url, tiny_study
 from tests.servers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     READY_S,
     Server,
     artifacts_dir,
     browser,
+    chromium_page,
     rest,
     shown_tolerance,
 )
@@ -103,17 +102,7 @@ def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
     shots = artifacts_dir(tmp_path)
 
     with playwright as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh profile
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-
+        with chromium_page(p, tmp_path, PAGE_TIMEOUT_MS) as page:
             # The study list (/dashboard): a card linking to the study's page.
             page.goto(dashboard.url + "/")
             page.get_by_role("link", name=re.compile(rf"\b{STUDY}\b")).click()
@@ -159,8 +148,6 @@ def test_dashboard_in_a_browser_shows_the_storage_trials_and_best_value(
                 chips = [c.lower() for c in listed[trial.number]]
                 assert trial.state.name.lower() in chips, (trial.number, chips)
                 assert ("best trial" in chips) == (trial.number == best.number), chips
-        finally:
-            context.close()
 
 
 def test_the_report_in_a_browser_shows_its_charts(finished_study, tmp_path):
@@ -181,16 +168,7 @@ def test_the_report_in_a_browser_shows_its_charts(finished_study, tmp_path):
     assert str(path) in done.stdout
     playwright = browser()
     with playwright as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
+        with chromium_page(p, tmp_path, PAGE_TIMEOUT_MS) as page:
             page.goto(path.as_uri())
             page.wait_for_load_state("load")
             shot = artifacts_dir(tmp_path) / "report.png"
@@ -200,8 +178,6 @@ def test_the_report_in_a_browser_shows_its_charts(finished_study, tmp_path):
                 "img", "els => els.map(e => [e.alt, e.complete && e.naturalWidth > 0])"
             )
             headings = page.locator("h2").all_inner_texts()
-        finally:
-            context.close()
     assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert dict(charts) == {
         "learning curves": True,

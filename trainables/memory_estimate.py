@@ -20,6 +20,7 @@ takes half of them off the peak, an approximation (batch norm keeps float32 stat
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -96,31 +97,42 @@ def estimate(
     with torch.device("meta"):
         model = create_model(shape, num_landmarks)
         weights = sum(p.nbytes for p in model.parameters())
-        params = {p.untyped_storage()._cdata for p in model.parameters()}
-        saved: dict[int, int] = {}
-
-        def keep(tensor: torch.Tensor) -> torch.Tensor:
-            storage = tensor.untyped_storage()
-            key = storage._cdata  # the storage itself: a view or a second save counts once
-            if key not in params:
-                saved[key] = storage.nbytes()
-            return tensor
-
-        alive = _Alive()
-        optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
-        with alive:
-            for p in model.parameters():
-                alive.add(p)
-            for step in range(2):
-                hooks = torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
-                with hooks if step == 0 else nullcontext():  # the first step's, once
-                    outputs = model(torch.empty(batch, 1, size.height, size.width))
-                    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-                    loss = sum(loss_fn(out, torch.empty_like(out)) for out in outputs)
-                loss.backward()
-                del outputs, loss
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-    activations = sum(saved.values())
-    peak = alive.peak - (activations // 2 if half else 0)
+        activations, peak = count_steps(
+            model, loss_fn, lambda: torch.empty(batch, 1, size.height, size.width)
+        )
+    peak -= activations // 2 if half else 0
     return MemoryEstimate(weights, weights, ADAMW_MOMENTS * weights, activations, peak)
+
+
+def count_steps(
+    model: torch.nn.Module, loss_fn: Callable, images: Callable[[], torch.Tensor]
+) -> tuple[int, int]:
+    """Two AdamW training steps of ``model`` on batches from ``images``: the bytes autograd
+    saves in one (each storage once, parameters left out) and the peak of bytes alive. On the
+    meta device this is the estimate; on real tensors, what it is checked against."""
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        key = storage._cdata  # the storage itself: a view or a second save counts once
+        if key not in params:
+            saved[key] = storage.nbytes()
+        return tensor
+
+    alive = _Alive()
+    optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
+    with alive:
+        for p in model.parameters():
+            alive.add(p)
+        for step in range(2):
+            hooks = torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
+            with hooks if step == 0 else nullcontext():  # the first step's, once
+                outputs = model(images())
+                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+                loss = sum(loss_fn(out, torch.empty_like(out)) for out in outputs)
+            loss.backward()
+            del outputs, loss
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return sum(saved.values()), alive.peak

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import pytest
 import torch
 
 from trainables.config import TrainConfig
 from trainables.losses import create_loss
-from trainables.memory_estimate import ADAMW_MOMENTS, _Alive, estimate
+from trainables.memory_estimate import ADAMW_MOMENTS, count_steps, estimate
 from trainables.models import create_model
 
 
@@ -20,34 +18,15 @@ def config(**values) -> TrainConfig:
 
 def real_steps(cfg: TrainConfig) -> tuple[int, int, int]:
     """(parameter bytes, bytes autograd saves in a step, peak bytes alive) of two real CPU
-    training steps, counted by storage address: what the estimate must find allocating
-    nothing."""
+    training steps, counted as the estimate counts them on the meta device."""
     torch.manual_seed(0)
     model = create_model(cfg, 29)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
 
-    def keep(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
+    def images() -> torch.Tensor:
+        return torch.rand(cfg.batch_size, 1, 64, 64)
 
-    loss_fn, alive = create_loss(cfg), _Alive()
-    optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
-    with alive:
-        for p in model.parameters():
-            alive.add(p)
-        for step in range(2):
-            hooks = torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
-            with hooks if step == 0 else nullcontext():
-                out = model(torch.rand(cfg.batch_size, 1, 64, 64))
-                loss = loss_fn(out, torch.rand_like(out))
-            loss.backward()
-            del out, loss
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    return sum(p.nbytes for p in model.parameters()), sum(saved.values()), alive.peak
+    saved, peak = count_steps(model, create_loss(cfg), images)
+    return sum(p.nbytes for p in model.parameters()), saved, peak
 
 
 @pytest.mark.parametrize("model", [{}, {"model": "unet", "backbone": "resnet18"}])
