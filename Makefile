@@ -39,14 +39,14 @@ postgres:
 		echo "warning: could not install postgresql; the PostgreSQL tests will skip" >&2
 
 test: install-test chromium postgres
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadscope --no-loadscope-reorder
 
 lint: install-test
 	$(BIN)/ruff check search trainables tests search.py
 
 # Benchmarks print their figures and a last line `RATIO name=value ...` (or `SKIP reason`).
 BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu frontier \
-	memory_estimate
+	memory_estimate compile
 bench: install
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 

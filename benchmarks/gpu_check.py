@@ -9,7 +9,9 @@
 4. a study of 8 trials, 4 at a time at 0.25 GPU each, through ``search.py start`` on synthetic
    data: its wall time, trial states, where and in which precision each trial ran, its
    steady-state samples/s and data wait, and the GPU memory each trial process held (from
-   ``nvidia-smi``) against its share.
+   ``nvidia-smi``) against its share;
+5. ``benchmarks/compile.py --smoke`` last, in what is left of the budget: torch.compile vs
+   eager steps and the compile's one-off seconds (a cut compile still shows how long it took).
 
 Without CUDA it prints ``SKIP reason`` and exits 0; with a GPU that ``nvidia-smi`` lists and
 torch cannot use (an old driver for its CUDA, a card older than its kernels), ``FAILED`` with
@@ -34,7 +36,7 @@ from common import finish, header, median, parser, skip
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S = 480
-CAPS_S = {"tests": 150, "benchmark": 180, "memory": 40, "study": 110}
+CAPS_S = {"tests": 140, "benchmark": 170, "memory": 40, "study": 100, "compile": 90}
 
 SPACE = """\
 params:
@@ -264,6 +266,17 @@ def main() -> int:
         print("== " + "\n".join(lines), flush=True)
         if not ok:
             failed.append("study")
+
+        compiled = [sys.executable, str(REPO / "benchmarks" / "compile.py"), "--smoke"]
+        compiled += ["--workdir", str(work / "compile")]
+        print("== torch.compile vs eager", flush=True)
+        ok, out, seconds = run_part("compile", compiled, deadline, cwd=work, env=env)
+        print(f"== torch.compile: {seconds:.0f} s", flush=True)
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        if ok and last.startswith("RATIO"):
+            figures.update(dict(part.split("=", 1) for part in last.split()[1:]))
+        else:
+            failed.append("compile")
     total = BUDGET_S - (deadline - time.monotonic())
     print(f"== total {total:.0f} s (budget {BUDGET_S} s)")
     if failed:

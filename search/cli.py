@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the final run's checkpoint")
     p.add_argument("--tta", action="store_true", help="test with test-time augmentation")
     p.add_argument(
+        "--compile", action="store_true", help="train with torch.compile (a long final run)"
+    )
+    p.add_argument(
         "--seeds", type=at_least(1), default=1, help="re-train each candidate with S seeds"
     )
     p.add_argument(

@@ -178,6 +178,7 @@ def promote(args: argparse.Namespace) -> None:
         args.tta,
         args.seeds,
         args.ensemble,
+        compile_model=args.compile,
     )
     if done.get("ensemble"):
         trials = ", ".join(f"#{t}" for t in done["ensemble"])

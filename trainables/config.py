@@ -130,6 +130,7 @@ class TrainConfig(BaseModel):
     aug_brightness: Annotated[NonNegative, _doc(JITTER, lt=1)] = 0.1
     aug_contrast: Annotated[NonNegative, _doc(JITTER, lt=1)] = 0.1
     aug_gamma: Annotated[NonNegative, _doc(JITTER)] = 0.1
+    compile: Annotated[bool, _doc(MEANING["compile"])] = False
     num_workers: Annotated[
         int | None,
         Shown("null = auto"),

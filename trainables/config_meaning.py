@@ -62,6 +62,12 @@ MEANING: dict[str, str] = {
         "mirrors: on a lateral cephalogram every landmark is on the midline or the mean of a "
         "bilateral pair, so no two landmarks swap names"
     ),
+    "compile": (
+        "compile the model with `torch.compile` (inductor) for training and validation: a "
+        "one-off compile of a minute or more on first use and at each new input size, repaid "
+        "by a long run's faster steps (`promote --compile`), not by a search's short trials; "
+        "checkpoints and the registered model stay plain PyTorch"
+    ),
     "num_workers": (
         "DataLoader worker processes; auto: 0 on CPU (the step dominates and a worker only "
         "competes for the trial's cores), the trial's CPUs less one on CUDA (a worker reads "

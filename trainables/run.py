@@ -6,6 +6,7 @@ schedule and loss scaler on the run's device, and its checkpoint (save and resto
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,10 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     shuffle = torch.Generator()
     loader = make_loader(cfg, train, shuffle, cuda)
     model = precision.prepare(create_model(cfg, train.num_landmarks))
+    if cfg.compile:  # in place: the module, its state_dict's keys and its attributes stay
+        if not cuda:  # inductor's C++ toolchain probe warns that a CPU machine has no CUDA
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        model.compile()
     # Fused on CUDA: one kernel, and GradScaler.step then needs no host sync to find infs.
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if cuda else None

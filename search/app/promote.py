@@ -70,10 +70,12 @@ def promote(
     tta: bool = False,
     seeds: int = 1,
     ensemble: int | None = None,
+    compile_model: bool = False,
 ) -> dict[str, Any]:
     """Re-train the best (of the top ``candidates``, each with ``seeds`` seeds, ranked by mean
     valid MRE) configuration, test it (with test-time augmentation when ``tta``), register it.
-    With ``ensemble`` K the top K re-trained candidates, merged, are the model instead."""
+    With ``ensemble`` K the top K re-trained candidates, merged, are the model instead.
+    ``compile_model``: every final run trains with ``compile: true`` (torch.compile)."""
     if ensemble and train_on != "train":
         raise ConfigError(
             "--ensemble chooses its members on valid: they train on train (leave --train-on out)"
@@ -91,6 +93,8 @@ def promote(
         cfg = TrainConfig.from_dict(values, where=f"study {name} trial {trial.number}")
         values["epochs"] = epochs or guides_epochs(cfg)
         values["checkpoint_every"] = 1
+        if compile_model:
+            values["compile"] = True
         if seed is not None:
             values["seed"] = seed
         configs.append((trial, values))

@@ -27,6 +27,7 @@ BENCHMARKS = [
     "gpu",
     "frontier",
     "memory_estimate",
+    "compile",
 ]
 FIGURE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 SEARCH = {"epochs_to_match_frac", "best_mre_ratio", "vs_ray_optunasearch", "vs_optuna_native"}
@@ -49,6 +50,7 @@ FIGURES = {
     "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
     "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
     "memory_estimate": {"worst_error", "cases"},
+    "compile": {"compiled_vs_eager", "compile_s"},
     "frontier": {
         "stride2_vs_stride4",
         "tta_vs_plain",
@@ -79,7 +81,8 @@ def test_benchmark_smoke_mode_prints_a_parseable_last_line(name, tmp_path):
     kind, _, rest = last.partition(" ")
     assert {p.name for p in tmp_path.iterdir()} <= {"work", "cache"}  # nothing outside its folders
     if kind == "SKIP":
-        assert name == "gpu" and rest, last  # only the GPU benchmark may skip, with a reason
+        # Only the GPU benchmarks may skip, with a reason (compile's default device is CUDA).
+        assert name in ("gpu", "compile") and rest, last
         return
     assert kind == "RATIO", last
     matches = [FIGURE.match(part) for part in rest.split()]
