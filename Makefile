@@ -46,7 +46,7 @@ lint: install-test
 
 # Benchmarks print their figures and a last line `RATIO name=value ...` (or `SKIP reason`).
 BENCHMARKS := orchestration data_pipeline trainable_efficiency search_efficiency gpu frontier \
-	memory_estimate compile
+	memory_estimate compile loader_vs_step
 bench: install
 	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 

@@ -6,11 +6,13 @@
 2. ``benchmarks/gpu.py`` once (mixed precision vs fp32, 4 x 0.25 GPU vs 1 x 1 GPU);
 3. ``benchmarks/memory_estimate.py --device cuda`` in its smoke mode: the training-memory
    estimate against ``torch.cuda.max_memory_allocated`` of two real steps;
-4. a study of 8 trials, 4 at a time at 0.25 GPU each, through ``search.py start`` on synthetic
+4. ``benchmarks/loader_vs_step.py``: a trial's loader samples/s against its step's at 256, 512
+   and 1024 px (HRNet-W32, batch 8, the trial's default workers);
+5. a study of 8 trials, 4 at a time at 0.25 GPU each, through ``search.py start`` on synthetic
    data: its wall time, trial states, where and in which precision each trial ran, its
    steady-state samples/s and data wait, and the GPU memory each trial process held (from
    ``nvidia-smi``) against its share;
-5. ``benchmarks/compile.py --smoke`` last, in what is left of the budget: torch.compile vs
+6. ``benchmarks/compile.py --smoke`` last, in what is left of the budget: torch.compile vs
    eager steps and the compile's one-off seconds (a cut compile still shows how long it took).
 
 Without CUDA it prints ``SKIP reason`` and exits 0; with a GPU that ``nvidia-smi`` lists and
@@ -36,7 +38,7 @@ from common import finish, header, median, parser, skip
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S = 480
-CAPS_S = {"tests": 140, "benchmark": 170, "memory": 40, "study": 100, "compile": 90}
+CAPS_S = {"tests": 130, "benchmark": 150, "memory": 40, "feed": 70, "study": 100, "compile": 60}
 
 SPACE = """\
 params:
@@ -237,28 +239,26 @@ def main() -> int:
         if not ok:
             failed.append("tests")
 
-        bench = [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--repeats", "1"]
-        bench += ["--smoke"] if args.smoke else []
-        bench += ["--workdir", str(work / "bench")]
-        print("== benchmarks/gpu.py", flush=True)
-        ok, out, seconds = run_part("benchmark", bench, deadline, cwd=work, env=env)
-        print(f"== benchmarks/gpu.py: {seconds:.0f} s", flush=True)
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        figures = dict(part.split("=", 1) for part in last.split()[1:]) if ok else {}
-        if not ok or not last.startswith("RATIO"):
-            failed.append("benchmark")
+        def part(name: str, script: str, options: list[str], title: str) -> dict[str, str]:
+            """A benchmark as a part: its RATIO figures, or nothing and the part failed."""
+            cmd = [sys.executable, str(REPO / "benchmarks" / script), *options]
+            print(f"== {title}", flush=True)
+            ok, out, seconds = run_part(name, cmd + ["--workdir", str(work / name)], deadline,
+                                        cwd=work, env=env)  # fmt: skip
+            print(f"== {title}: {seconds:.0f} s", flush=True)
+            last = out.strip().splitlines()[-1] if out.strip() else ""
+            if ok and last.startswith("RATIO"):
+                return dict(figure.split("=", 1) for figure in last.split()[1:])
+            failed.append(name)
+            return {}
 
-        memory = [sys.executable, str(REPO / "benchmarks" / "memory_estimate.py"), "--smoke"]
-        memory += ["--device", "cuda", "--workdir", str(work / "memory")]
-        print("== the memory estimate vs the peak on the GPU", flush=True)
-        ok, out, seconds = run_part("memory", memory, deadline, cwd=work, env=env)
-        print(f"== the memory estimate: {seconds:.0f} s", flush=True)
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        if ok and last.startswith("RATIO"):
-            found_memory = dict(part.split("=", 1) for part in last.split()[1:])
-            figures["memory_worst_error"] = found_memory["worst_error"]
-        else:
-            failed.append("memory")
+        smoke = ["--smoke"] if args.smoke else []
+        figures = part("benchmark", "gpu.py", ["--repeats", "1", *smoke], "benchmarks/gpu.py")
+        memory = part("memory", "memory_estimate.py", ["--smoke", "--device", "cuda"],
+                      "the memory estimate vs the peak on the GPU")  # fmt: skip
+        figures.update({f"memory_{k}": v for k, v in memory.items() if k == "worst_error"})
+        figures.update(part("feed", "loader_vs_step.py", ["--device", "cuda", *smoke],
+                            "a trial's loader vs its step at 256 / 512 / 1024 px"))  # fmt: skip
 
         project = work / "study"
         project.mkdir(exist_ok=True)
@@ -266,17 +266,7 @@ def main() -> int:
         print("== " + "\n".join(lines), flush=True)
         if not ok:
             failed.append("study")
-
-        compiled = [sys.executable, str(REPO / "benchmarks" / "compile.py"), "--smoke"]
-        compiled += ["--workdir", str(work / "compile")]
-        print("== torch.compile vs eager", flush=True)
-        ok, out, seconds = run_part("compile", compiled, deadline, cwd=work, env=env)
-        print(f"== torch.compile: {seconds:.0f} s", flush=True)
-        last = out.strip().splitlines()[-1] if out.strip() else ""
-        if ok and last.startswith("RATIO"):
-            figures.update(dict(part.split("=", 1) for part in last.split()[1:]))
-        else:
-            failed.append("compile")
+        figures.update(part("compile", "compile.py", ["--smoke"], "torch.compile vs eager"))
     total = BUDGET_S - (deadline - time.monotonic())
     print(f"== total {total:.0f} s (budget {BUDGET_S} s)")
     if failed:

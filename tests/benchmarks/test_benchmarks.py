@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.helpers import REPO, stand_in_nvidia_smi
 
@@ -28,6 +29,7 @@ BENCHMARKS = [
     "frontier",
     "memory_estimate",
     "compile",
+    "loader_vs_step",
 ]
 FIGURE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 SEARCH = {"epochs_to_match_frac", "best_mre_ratio", "vs_ray_optunasearch", "vs_optuna_native"}
@@ -51,6 +53,10 @@ FIGURES = {
     "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
     "memory_estimate": {"worst_error", "cases"},
     "compile": {"compiled_vs_eager", "compile_s"},
+    # its smoke sizes: 256 and 512 px on a GPU, 64 px on a CPU
+    "loader_vs_step": {f"loader_vs_step_{px}" for px in (256, 512)}
+    if torch.cuda.is_available()
+    else {"loader_vs_step_64"},
     "frontier": {
         "stride2_vs_stride4",
         "tta_vs_plain",
