@@ -8,7 +8,10 @@ Each case runs in a fresh process: it builds the product's run (``trainables.run
 synthetic dataset), trains two steps with the product's ``train_step`` (the first creates
 AdamW's moments), and reads the process's peak resident memory (``VmHWM``, reset before the
 model is built) against its resident memory before; the difference is the measured peak of
-training. ``--device cuda`` measures on the GPU instead, with ``torch.cuda.max_memory_allocated``
+training. On a CPU each case is measured twice, the second time with glibc returning freed
+blocks to the OS (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``: ``worst_error_returned``),
+which tells the tensors the count might miss from what the C allocator keeps after a step frees
+it. ``--device cuda`` measures on the GPU instead, with ``torch.cuda.max_memory_allocated``
 (the tensors' bytes, as the estimate counts them) in the precision ``auto`` picks there (AMP);
 ``make gpu-check`` runs it.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,27 +108,41 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = synthetic(work, 24, 386, 480, 0)
     cases = (CASES[:2] if args.device == "cuda" else CASES[:1]) if args.smoke else CASES
-    worst = 0.0
+    # On a CPU, glibc keeps much of what a step frees (its mmap threshold grows with the blocks
+    # freed), so the process's peak holds freed tensors too; with a fixed threshold and no trim
+    # threshold, freed blocks go back to the OS and the peak is the tensors' own, as the
+    # estimate counts them (on a GPU, max_memory_allocated is the tensors' own already).
+    variants = {"": {}}
+    if args.device == "cpu":
+        variants["returned"] = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    worst = dict.fromkeys(variants, 0.0)
     for model, size in cases:
         case = json.dumps([model, size, str(data), str(work / "cache")])
-        done = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--device", args.device],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        ratio = row["estimate"] / row["measured"]
-        worst = max(worst, abs(ratio - 1))
-        name = model.get("backbone") or model["model"]
-        print(
-            f"{model['model']:9} {name:16} {size:4} px batch {BATCH}: estimate "
-            f"{row['estimate'] / 2**20:7.1f} MiB, measured {row['measured'] / 2**20:7.1f} MiB, "
-            f"ratio {ratio:.3f} ({row['precision']})",
-            flush=True,
-        )
-    print(f"worst |estimate / measured - 1| = {worst:.3f} (target <= {TOLERANCE})")
-    finish(worst_error=worst, cases=len(cases))
+        for variant, env in variants.items():
+            done = subprocess.run(
+                [sys.executable, __file__, "--case", case, "--device", args.device],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **env},
+            )
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            ratio = row["estimate"] / row["measured"]
+            worst[variant] = max(worst[variant], abs(ratio - 1))
+            name = model.get("backbone") or model["model"]
+            label = " freed memory returned" if variant else ""
+            print(
+                f"{model['model']:9} {name:16} {size:4} px batch {BATCH}: estimate "
+                f"{row['estimate'] / 2**20:7.1f} MiB, measured {row['measured'] / 2**20:7.1f} "
+                f"MiB, ratio {ratio:.3f} ({row['precision']}){label}",
+                flush=True,
+            )
+    print(f"worst |estimate / measured - 1| = {worst['']:.3f} (target <= {TOLERANCE})")
+    figures = {"worst_error": worst[""], "cases": len(cases)}
+    if "returned" in worst:
+        print(f"  with freed memory returned to the OS: {worst['returned']:.3f}")
+        figures["worst_error_returned"] = worst["returned"]
+    finish(**figures)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ FIGURES = {
     "search_efficiency": SEARCH,
     "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
     "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
-    "memory_estimate": {"worst_error", "cases"},
+    "memory_estimate": {"worst_error", "worst_error_returned", "cases"},
     "compile": {"compiled_vs_eager", "compile_s"},
     # its smoke sizes: 256 and 512 px on a GPU, 64 px on a CPU
     "loader_vs_step": {f"loader_vs_step_{px}" for px in (256, 512)}
