@@ -173,6 +173,10 @@ def build(cfg: TrainConfig, device: str | None = None) -> Run:
     if cfg.compile:  # in place: the module, its state_dict's keys and its attributes stay
         if not cuda:  # inductor's C++ toolchain probe warns that a CPU machine has no CUDA
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        # A fresh start for each run, as in a new process: a reused Ray actor's earlier trials
+        # would otherwise count towards dynamo's recompile limit (8 per code object), past
+        # which the model's forward quietly runs eager.
+        torch._dynamo.reset()
         model.compile()
     # Fused on CUDA: one kernel, and GradScaler.step then needs no host sync to find infs.
     optimizer = torch.optim.AdamW(
