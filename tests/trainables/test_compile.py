@@ -9,34 +9,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.trainables.test_train import collect
+from tests.trainables.test_train import config as hrnet_config
 from trainables import checkpoint
 from trainables.artifacts import WEIGHTS
-from trainables.config import TrainConfig
-from trainables.train import run_training
 
 pytestmark = pytest.mark.study  # a minute of inductor compiling on 2 cores
 
 
-def config(data_dir, tmp_path, **overrides) -> TrainConfig:
-    values = dict(
-        data_dir=data_dir,
-        cache_dir=str(tmp_path / "cache"),
-        model="resnet",
-        backbone="resnet18",
-        image_size=64,
-        batch_size=4,
-        epochs=1,
-        warmup_epochs=0,
-        lr=1e-3,
-        augment=False,
-    )
-    return TrainConfig.from_dict({**values, **overrides})
-
-
-def collect(cfg):
-    seen = []
-    run = run_training(cfg, lambda metrics, state: seen.append((metrics, state)))
-    return run, seen
+def config(data_dir, tmp_path, **overrides):
+    """test_train's tiny config, on the smallest model: one epoch, as it is loaded."""
+    small = dict(model="resnet", backbone="resnet18", epochs=1, warmup_epochs=0, augment=False)
+    return hrnet_config(data_dir, tmp_path, **{**small, **overrides})
 
 
 def test_compile_trains_the_same_model_and_saves_plain_weights(data_dir, tmp_path):
