@@ -116,6 +116,8 @@ def init(args: argparse.Namespace) -> None:
     )
     gpus = f"{machine.gpus} GPU(s) of {machine.gpu_memory_gb:g} GB" if machine.gpus else "no GPU"
     print(f"Machine: {gpus} ({machine.source}), {machine.cpus} CPUs")
+    limits = ", ".join(f"{b} at {s} px" for s, b in done["limits"].items())
+    print(f"Batch limits: {limits}" + (" (training-memory estimate)" if machine.gpus else ""))
     rel = {k: Path(done[k]).relative_to(Path.cwd()) for k in ("study", "space")}
     print(f"Wrote {rel['study']} and {rel['space']}. Next:")
     print(f"  python search.py start {rel['study']}" + ("" if machine.gpus else "  # on CPU"))

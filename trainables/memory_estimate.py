@@ -15,6 +15,12 @@ loader's batches, and the process's first-use allocations. Under AMP (fp16 or bf
 activations are stored in half precision, which the meta device cannot run; the estimate then
 takes half of them off the peak, an approximation (batch norm keeps float32 statistics).
 ``benchmarks/memory_estimate.py`` measures it against the real peak of CPU steps.
+
+``fit`` makes a line of three estimates (one, two and four samples), which ``search.py init``
+and ``start`` use to size and check batches: the count is linear in the batch and, for the
+convolutional models here, in the pixels of the input, once the batch's activations outweigh
+the optimiser's state. ``usable_gpu_bytes`` is what a trial may count on of a GPU once the parts
+the estimate leaves out have their allowance.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from trainables.models import create_model
 
 ADAMW_MOMENTS = 2  # exp_avg and exp_avg_sq, each the size of the parameters (float32)
 HALF = ("fp16", "bf16")
+# What a GPU trial keeps aside from the estimate: the CUDA context and cuDNN's workspaces (a
+# fixed allowance a process), and the caching allocator's fragmentation (a share). Allowances,
+# not measurements: ``make gpu-check`` prints the estimate against the real peak.
+RESERVED_GIB, HEADROOM = 1.0, 0.85
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,48 @@ class MemoryEstimate:
 
     def gib(self) -> float:
         return self.peak / 2**30
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Training memory as a line: ``fixed`` bytes plus ``per_sample`` bytes a sample of
+    ``pixels`` pixels (other sizes scale by their pixels), and never below ``floor``, the peak
+    of one sample at that size. The peak is the larger of the backward pass's (which grows with
+    the batch) and the optimiser step's (weights, gradients and moments, which does not): the
+    line holds past the batch where the first overtakes the second, the floor below it."""
+
+    fixed: int
+    per_sample: int
+    pixels: int
+    floor: int
+
+    def peak(self, batch: int, pixels: int | None = None) -> int:
+        scale = (pixels or self.pixels) / self.pixels
+        return max(self.floor, self.fixed + round(batch * self.per_sample * scale))
+
+    def largest_batch(self, budget: int, pixels: int | None = None, step: int = 1) -> int:
+        """The largest multiple of ``step`` samples whose peak is within ``budget`` bytes at
+        ``pixels`` pixels; 0 when not even ``step`` fit."""
+        if budget < self.floor:
+            return 0
+        scale = (pixels or self.pixels) / self.pixels
+        room = (budget - self.fixed) / max(1.0, self.per_sample * scale)
+        return max(0, int(room // step) * step)
+
+
+def fit(cfg: TrainConfig, num_landmarks: int, half: bool | None = None) -> MemoryFit:
+    """The line through the estimates of ``cfg`` at two and four samples, floored at one's (its
+    last input size; fit at the largest size a space draws, where batches are tightest)."""
+    one, two, four = (estimate(cfg, num_landmarks, batch, half) for batch in (1, 2, 4))
+    size = cfg.size_at(cfg.epochs)
+    line = (2 * two.peak - four.peak, (four.peak - two.peak) // 2)
+    return MemoryFit(*line, size.width * size.height, one.peak)
+
+
+def usable_gpu_bytes(memory_gb: float, share: float = 1.0) -> int:
+    """What a trial holding ``share`` of a GPU of ``memory_gb`` GiB may count on (the
+    allowances above taken off)."""
+    return int((memory_gb * HEADROOM * share - RESERVED_GIB) * 2**30)
 
 
 class _Alive(TorchDispatchMode):

@@ -3,14 +3,14 @@
 It checks the dataset as ``data check`` does, reads its format, landmarks, image size, pixel
 size and splits, and the machine's GPUs (``nvidia-smi``, or ``--gpus``/``--gpu-memory``), then
 writes ``studies/NAME.yaml`` and ``spaces/NAME.yaml``: the guides' ranges (HRNet, lr 1e-4 to
-5e-4 log, warmup, Adaptive Wing), ImageNet weights, batch limits scaled to the GPU's memory,
-one trial per GPU, and a first rung after warmup. Nothing is written when a check fails, and
-an existing file is never replaced.
+5e-4 log, warmup, Adaptive Wing), ImageNet weights, batch limits per image size from the
+training-memory estimate (``trainables.memory_estimate``) on the GPU's memory, one trial per
+GPU, and a first rung after warmup. Nothing is written when a check fails, and an existing file
+is never replaced.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,11 @@ from trainables.data.records import SPLITS
 from trainables.errors import ConfigError, DataError
 from trainables.gpu_env import nvidia_gpus
 
-# The guides' batch at 512 px on a 40 GB GPU with AMP, which the limits scale by memory and pixel
-# count (an estimate: not yet measured on a GPU, as spaces/frontier.yaml says).
-GUIDES_BATCH, GUIDES_PIXELS, GUIDES_GB = 16, 512 * 512, 40.0
-MAX_BATCH = 32  # the guides' upper end
+# The sizes a GPU study searches: those of the guides' 256 to 768 px where a batch of the
+# guides' smallest (8) fits, by the memory estimate of the largest backbone, up to their 32.
+GPU_SIZES, GPU_BACKBONES = (256, 512, 768), ("hrnet_w18", "hrnet_w32")
+MIN_BATCH, MAX_BATCH = 8, 32
+CPU_SIZES, CPU_BATCH = (128, 256), 8  # a CPU trains the small end of the guides' sizes
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,29 @@ def read_machine(gpus: int | None, gpu_memory_gb: float | None) -> Machine:
     return Machine(count, memory if count else 0.0, cpus, source if count else "no GPU found")
 
 
-def batch_limit(size: int, machine: Machine) -> int:
-    """The largest batch (a multiple of 2) a trial at ``size`` px fits on the GPU, estimated."""
-    scaled = GUIDES_BATCH * GUIDES_PIXELS / size**2 * machine.gpu_memory_gb / GUIDES_GB
-    return max(2, min(MAX_BATCH, 2 * math.floor(scaled / 2)))
+def batch_limits(machine: Machine, num_landmarks: int) -> dict[int, int]:
+    """Image size -> the largest batch (a multiple of 2, at most 32) a trial of the largest
+    backbone fits on the smallest GPU, by ``trainables.memory_estimate`` under AMP; on CPU the
+    small sizes at batches up to 8. Sizes where the guides' smallest batch does not fit are
+    left out; a GPU that fits no batch of 2 at the smallest size is refused."""
+    if not machine.gpus:
+        return dict.fromkeys(CPU_SIZES, CPU_BATCH)
+    from trainables.config import TrainConfig
+    from trainables.memory_estimate import fit, usable_gpu_bytes
+
+    largest = TrainConfig(data_dir="", model="hrnet", backbone=GPU_BACKBONES[-1],
+                          loss="adaptive_wing", image_size=GPU_SIZES[-1])  # fmt: skip
+    line = fit(largest, num_landmarks, half=True)
+    budget = usable_gpu_bytes(machine.gpu_memory_gb)
+    fits = {s: min(MAX_BATCH, line.largest_batch(budget, s * s, step=2)) for s in GPU_SIZES}
+    first = GPU_SIZES[0]
+    if fits[first] < 2:
+        need = line.peak(2, first * first) / 2**30
+        raise ConfigError(
+            f"--gpu-memory {machine.gpu_memory_gb:g}: HRNet-W32 at {first} px needs about "
+            f"{need:.1f} GB for a batch of 2 (estimated); init plans for GPUs of more"
+        )
+    return {s: b for s, b in fits.items() if s == first or b >= MIN_BATCH}
 
 
 def grace_period(epochs: int) -> int:
@@ -71,32 +91,26 @@ def warmup_line(epochs: int) -> str:
     return f"  warmup_epochs: {{type: int, low: 2, high: {high}}}\n"
 
 
-def space_text(machine: Machine, epochs: int) -> str:
-    if not machine.gpus:
-        sizes = [128, 256]  # a CPU trains the small end of the guides' sizes in reasonable time
-    else:
-        sizes = [256, 512, 768] if machine.gpu_memory_gb >= 24 else [256, 512]
-    top = batch_limit(sizes[0], machine) if machine.gpus else 8
-    cases = "".join(
-        f"      - {{when: {{image_size: {s}}}, high: {batch_limit(s, machine)}}}\n"
-        for s in sizes[1:]
-        if machine.gpus
-    )
+def space_text(machine: Machine, epochs: int, limits: dict[int, int]) -> str:
+    sizes = list(limits)
+    lower = [s for s in sizes[1:] if limits[s] != limits[sizes[0]]]
+    cases = "".join(f"      - {{when: {{image_size: {s}}}, high: {limits[s]}}}\n" for s in lower)
+    per_size = ", ".join(f"{b} at {s} px" for s, b in limits.items())
     return (
         "# yaml-language-server: $schema=space.schema.json\n"
         "# Written by `search.py init`: the guides' ranges for HRNet from ImageNet weights.\n"
         "params:\n"
-        "  backbone: {type: categorical, choices: [hrnet_w18, hrnet_w32]}\n"
+        f"  backbone: {{type: categorical, choices: [{', '.join(GPU_BACKBONES)}]}}\n"
         "  lr: {type: float, low: 1.0e-4, high: 5.0e-4, log: true}\n"
         f"  image_size: {{type: categorical, choices: [{', '.join(map(str, sizes))}]}}\n"
         + (
-            f"  # Batch limits for {machine.gpu_memory_gb:g} GB a GPU: the guides' 16 at 512 px "
-            "on\n  # 40 GB, scaled by memory and pixel count (an estimate).\n"
+            f"  # Batch limits for {machine.gpu_memory_gb:g} GB a GPU, estimated for HRNet-W32 "
+            f"under AMP:\n  # {per_size}.\n"
             if machine.gpus
             else "  # On CPU: small batches at the small sizes.\n"
         )
         + "  batch_size:\n"
-        f"    type: int\n    low: 2\n    high: {top}\n    step: 2\n"
+        f"    type: int\n    low: 2\n    high: {limits[sizes[0]]}\n    step: 2\n"
         + (f"    cases:\n{cases}" if cases else "")
         + (warmup_line(epochs) if "type" in warmup_line(epochs) else "")
         + "fixed:\n  model: hrnet\n  loss: adaptive_wing\n  pretrained: true\n"
@@ -154,8 +168,9 @@ def init(layout: Layout, root: Path, fmt: str, name: str | None, machine: Machin
     for path in (study, space):
         if path.exists():
             raise ConfigError(f"{path}: exists; init never replaces a file (give --name)")
+    limits = batch_limits(machine, report.num_landmarks)
     texts = {
-        space: space_text(machine, epochs),
+        space: space_text(machine, epochs, limits),
         study: study_text(name, fmt, root, machine, trials, epochs),
     }
     for path, text in texts.items():
@@ -169,5 +184,6 @@ def init(layout: Layout, root: Path, fmt: str, name: str | None, machine: Machin
         raise
     return {
         "study": study, "space": space, "fmt": fmt, "report": report, "machine": machine,
-        "size": image_size(root, fmt), "splits": {s: report.counts.get(s, 0) for s in SPLITS},
+        "size": image_size(root, fmt), "limits": limits,
+        "splits": {s: report.counts.get(s, 0) for s in SPLITS},
     }  # fmt: skip

@@ -25,7 +25,7 @@ from search.records.lineage import StudyRuns
 from search.records.storage import lost, open_storage, open_study, reconnect_wait, study_exists
 from search.records.study_record import StudyRecord
 from search.records.tracking import Tracking, server_lost
-from search.run import datasets, nodes, tuner
+from search.run import datasets, memory_check, nodes, tuner
 from search.run.cluster import check_resources, ensure_ray, unfinished_in_ray
 from search.run.lock import study_lock
 from search.studyfiles.space_file import pretrained_backbones
@@ -213,11 +213,14 @@ def _prepare(
     spec: StudySpec, layout: Layout, track: Tracking, cpu_only: bool, address: str | None
 ) -> tuple[Path, float]:
     """What start and resume check before they touch a record: the dataset (prepared), Ray
-    (joined or started), the resources a trial asks for, and every node's view of the data
+    (joined or started), the resources a trial asks for and the memory its configurations need
+    (``memory_check``), and every node's view of the data
     and the MLflow store. Returns the data folder and the GPU share of a trial."""
     data_root = datasets.prepare(spec.dataset, f"{spec.path}: dataset.root")
     ensure_ray(address)
     gpu = check_resources(spec, cpu_only)
+    for line in memory_check.check(spec, gpu, data_root):
+        print(line, flush=True)
     nodes.check_cluster(spec, layout, data_root, track.uri)
     nodes.check_weights(f"{spec.space.path}: pretrained", pretrained_backbones(spec.space))
     return data_root, gpu

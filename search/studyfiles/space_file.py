@@ -178,3 +178,30 @@ def pretrained_backbones(space: Space) -> tuple[dict[str, Any], ...]:
 
 
 KEYS_OF_WEIGHTS = ("backbone", "pretrained")  # the rules on model that decide the weights
+
+
+def memory_configs(space: Space) -> tuple[dict[str, Any], ...]:
+    """The settings of each model, backbone and image size a trial can draw, with the largest
+    batch it can draw with them and the space's fixed settings: what the memory check before a
+    start estimates. A searched setting besides these is at its trainable default."""
+    backbone = next(r for r in KEY_RULES if r.key == "backbone")
+    batch = next((p for p in space.params if p.name == "batch_size"), None)
+    found = []
+    for model in _values(space, "model"):
+        for name in _reachable(space, backbone, model) or (DEFAULTS["backbone"],):
+            for size in _values(space, "image_size") or (space.largest("image_size", 0),):
+                values = {"model": model, "backbone": name, "image_size": size}
+                found.append(
+                    {**space.fixed, **values, "batch_size": _largest(space, batch, values)}
+                )
+    return tuple(found)
+
+
+def _largest(space: Space, batch: Param | None, values: dict[str, Any]) -> int:
+    """The largest batch a trial with ``values`` can draw: its case's range where the case is
+    decided by them, else the largest of any."""
+    picked = batch.pick(values) if batch is not None and batch.active(values) is not False else None
+    if picked is None:
+        return int(space.largest("batch_size", DEFAULTS["batch_size"]))
+    dist = picked[0]
+    return int(max(dist.choices) if dist.kind == "categorical" else dist.high)

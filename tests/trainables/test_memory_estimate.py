@@ -49,3 +49,21 @@ def test_activations_grow_with_the_batch_and_halve_under_amp():
     half = estimate(config(batch_size=4), 29, half=True)
     assert half.peak == four.peak - four.activations // 2
     assert estimate(config(batch_size=4, precision="bf16"), 29).peak == half.peak
+
+
+def test_the_fitted_line_gives_the_estimate_at_other_batches_and_sizes():
+    """What init and the start's check use: one line per model, scaled by the batch and the
+    pixels, against the estimate counted at each (batch, size) itself."""
+    from trainables.memory_estimate import fit
+
+    line = fit(config(image_size=128), 29)  # at the largest size, as the callers fit it
+    for batch, size in ((4, 64), (6, 128), (3, 96), (12, 96)):
+        direct = estimate(config(batch_size=batch, image_size=size), 29).peak
+        assert abs(line.peak(batch, size * size) - direct) / direct < 0.02
+    # Below the kink (the optimiser's step outweighs a sample at 64 px) the floor, one sample at
+    # 128 px, is over the truth: a check errs on the safe side.
+    assert line.peak(1, 64 * 64) >= estimate(config(batch_size=1), 29).peak
+    room = line.peak(5, 128 * 128)
+    assert line.largest_batch(room, 128 * 128) == 5
+    assert line.largest_batch(room, 128 * 128, step=2) == 4
+    assert line.largest_batch(line.fixed, 128 * 128) == 0

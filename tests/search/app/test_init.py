@@ -40,8 +40,13 @@ def test_init_writes_a_study_for_the_dataset_and_the_gpus_that_start_reads(
     space = yaml.safe_load((project / "spaces" / "my_cephs.yaml").read_text())
     assert space["fixed"]["pretrained"] is True
     assert space["params"]["image_size"]["choices"] == [256, 512, 768]
+    # The limits from the memory estimate of HRNet-W32 under AMP (trainables.memory_estimate):
+    # the guides' 32 up to 512 px on 24 GB, fewer at 768 px.
+    assert (
+        "Batch limits: 32 at 256 px, 32 at 512 px, 16 at 768 px (training-memory estimate)" in out
+    )
     limits = space["params"]["batch_size"]
-    assert [limits["high"]] + [c["high"] for c in limits["cases"]] == [32, 8, 4]
+    assert (limits["high"], limits["cases"]) == (32, [{"when": {"image_size": 768}, "high": 16}])
     # The study it wrote starts as far as this machine allows: its hub has no weights (offline).
     before = files(project)
     assert main(["start", "studies/my_cephs.yaml", "--cpu"]) == 2
@@ -69,6 +74,10 @@ def test_init_without_a_gpu_writes_a_cpu_study(project, dataset, capsys):
             "not a dataset cephtune reads: expected one of (aariz: train/, valid/",
         ),
         (["init", "my_cephs", "--gpus", "1"], "give --gpu-memory GB too"),
+        (
+            ["init", "my_cephs", "--gpus", "1", "--gpu-memory", "1", "--name", "small"],
+            "--gpu-memory 1: HRNet-W32 at 256 px needs about",
+        ),
         (["init", "my_cephs", "--name", "a b"], "--name 'a b'"),
         (["init", "my_cephs", "--format", "dicom"], "unknown dataset format 'dicom'"),
         (["init", "my_cephs", "--gpus", "0"], "studies/my_cephs.yaml: exists; init never replaces"),
@@ -99,12 +108,14 @@ def test_init_reads_the_gpus_from_nvidia_smi(project, dataset, monkeypatch, caps
     bin_dir = stand_in_nvidia_smi(project, rows)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     assert main(["init", "my_cephs"]) == 0
-    assert "Machine: 3 GPU(s) of 40 GB (nvidia-smi)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Machine: 3 GPU(s) of 40 GB (nvidia-smi)" in out
+    assert "Batch limits: 32 at 256 px, 32 at 512 px, 30 at 768 px" in out
     spec = load_study(project / "studies" / "my_cephs.yaml")
     assert spec.max_concurrent_trials == 3
     space = yaml.safe_load((project / "spaces" / "my_cephs.yaml").read_text())
     limits = space["params"]["batch_size"]
-    assert [limits["high"]] + [c["high"] for c in limits["cases"]] == [32, 16, 6]
+    assert [limits["high"]] + [c["high"] for c in limits["cases"]] == [32, 30]
 
 
 @pytest.mark.parametrize("to", ["coco", "csv"])

@@ -197,13 +197,21 @@ warm_start:
 """
 
 
-def test_out_of_memory_shrinks_the_micro_batch_or_fails_as_oom(project, ray_cluster):
+def test_out_of_memory_shrinks_the_micro_batch_or_fails_as_oom(project, ray_cluster, capsys):
     # Both trials at once, so each runs in a fresh worker process: under RLIMIT_DATA heap that
     # a previous trial freed but the allocator kept would be spent again without counting.
     study_file = study_files(
         project, "oom", num_samples=2, max_epochs=1, concurrent=2, space=OOM_SPACE
     )
     assert main(["start", str(study_file)]) == 0
+    # The estimate before the start (it counts tensors only, so one sample at 512 px seems to
+    # fit: the run finds out otherwise).
+    out = capsys.readouterr().out
+    for size, fits in ((256, 4), (512, 1)):
+        assert (
+            f"Memory: hrnet hrnet_w18_small at {size} px fits a batch of {fits} in cpu_memory_gb "
+            "0.25 (estimated); its trials with larger batches (up to 16) train in micro-batches"
+        ) in out
     study = optuna_study(project, "oom")
     big, fitted = study.trials
     assert big.params == {"image_size": 512, "batch_size": 16}
@@ -217,6 +225,19 @@ def test_out_of_memory_shrinks_the_micro_batch_or_fails_as_oom(project, ray_clus
     assert runs[str(big.number)].data.tags["cephtune.fail_reason"] == big.user_attrs["fail_reason"]
     assert runs[str(fitted.number)].data.metrics["micro_batch"] == micro
     assert runs[str(fitted.number)].data.metrics["grad_accumulation"] == accumulation
+
+
+def test_a_space_whose_configuration_fits_no_sample_is_refused(project, ray_cluster, capsys):
+    space = OOM_SPACE.replace("cpu_memory_gb: 0.25", "cpu_memory_gb: 0.1")
+    study_file = study_files(project, "toobig", num_samples=2, max_epochs=1, space=space)
+    assert main(["start", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {project / 'space.yaml'}: params.image_size: hrnet hrnet_w18_small at 512 px "
+        "needs about 0.2 GB for one sample (training-memory estimate), more than a trial has "
+        "(cpu_memory_gb 0.1); drop that size or backbone from the space\n"
+    )
+    assert not (project / "studies" / "optuna.db").exists()
 
 
 def test_gpu_study_fails_fast_without_a_gpu_unless_cpu(project, ray_cluster, capsys):
