@@ -51,7 +51,7 @@ FIGURES = {
     "search_efficiency": SEARCH,
     "search_tabular": SEARCH | {"wilcoxon_p_vs_ray", "wilcoxon_p_vs_optuna"},
     "gpu": {"amp_vs_fp32", "quarter_gpu_throughput_vs_whole", "quarter_trials_per_s_vs_whole"},
-    "memory_estimate": {"worst_error", "worst_error_returned", "cases"},
+    "memory_estimate": {"worst_error", "worst_error_returned", "worst_error_allocator", "cases"},
     "compile": {"compiled_vs_eager", "compile_s"},
     # its smoke sizes: 256 and 512 px on a GPU, 64 px on a CPU
     "loader_vs_step": {f"loader_vs_step_{px}" for px in (256, 512)}
@@ -103,6 +103,8 @@ def test_benchmark_smoke_mode_prints_a_parseable_last_line(name, tmp_path):
             assert value == SMOKE_SEEDS[name], last
         else:  # a ratio or a time: an epochs_to_match_frac of 0 would say A matched for free
             assert value > 0, (key, last)
+    if name == "memory_estimate":  # issue 25's target, on the tensors' bytes the CPU allocator held
+        assert figures["worst_error_allocator"] <= 0.25, last
 
 
 def test_gpu_check_says_why_it_does_nothing_without_cuda(tmp_path):
