@@ -1,13 +1,13 @@
 """How much memory a configuration's training takes, counted before it runs, allocating nothing.
 
 The model is built on PyTorch's ``meta`` device (tensors with shapes and dtypes, no storage)
-and two training steps run on it: forward through the model and the loss, backward, AdamW's
-step (the first creates its moments), as a real step does. A dispatch mode sees every tensor
-each operation makes and when its storage dies, so the peak of the bytes alive at once is that
-of the real steps' tensors: the parameters, the activations autograd saves, the activation
-gradients alive during the backward pass, the gradients, the moments and the optimiser's
-temporaries. Autograd's saved-tensor hooks name the saved activations apart (each storage once,
-the weights a layer saves left out), for the breakdown.
+and a training step runs on it as every step after the first does: AdamW's moments made (by a
+step on zero gradients), then forward through the model and the loss, backward, AdamW's step.
+A dispatch mode sees every tensor each operation makes and when its storage dies, so the peak
+of the bytes alive at once is that of the real step's tensors: the parameters, the activations
+autograd saves, the activation gradients alive during the backward pass, the gradients, the
+moments and the optimiser's temporaries. Autograd's saved-tensor hooks name the saved
+activations apart (each storage once, the weights a layer saves left out), for the breakdown.
 
 What it leaves out, and so what the figure is not: the CUDA context and cuDNN's workspaces on
 a GPU, the CPU convolutions' own buffers, the allocator's caching and fragmentation, the data
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,13 +48,13 @@ RESERVED_GIB, HEADROOM = 1.0, 0.85
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes of training a configuration: its parts, and the peak of two steps."""
+    """Bytes of training a configuration: its parts, and the peak of a step."""
 
     parameters: int
     gradients: int
     optimizer: int
     activations: int  # what autograd saves for the backward pass of one micro-batch
-    peak: int  # the most bytes alive at once over two steps (everything above at its time)
+    peak: int  # the most bytes alive at once in a step (everything above at its time)
 
     def gib(self) -> float:
         return self.peak / 2**30
@@ -159,9 +158,12 @@ def estimate(
 def count_steps(
     model: torch.nn.Module, loss_fn: Callable, images: Callable[[], torch.Tensor]
 ) -> tuple[int, int]:
-    """Two AdamW training steps of ``model`` on batches from ``images``: the bytes autograd
-    saves in one (each storage once, parameters left out) and the peak of bytes alive. On the
-    meta device this is the estimate; on real tensors, what it is checked against."""
+    """A training step of ``model`` on a batch from ``images`` once AdamW has its moments (as
+    in every step after the first): the bytes autograd saves (each storage once, parameters
+    left out) and the peak of bytes alive. The moments come from a first AdamW step on zero
+    gradients, counted too (its peak is that of any step's update), so only one forward and
+    backward pass is run. On the meta device this is the estimate; on real tensors, what it
+    is checked against."""
     params = {p.untyped_storage()._cdata for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -177,14 +179,15 @@ def count_steps(
     with alive:
         for p in model.parameters():
             alive.add(p)
-        for step in range(2):
-            hooks = torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor)
-            with hooks if step == 0 else nullcontext():  # the first step's, once
-                outputs = model(images())
-                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-                loss = sum(loss_fn(out, torch.empty_like(out)) for out in outputs)
-            loss.backward()
-            del outputs, loss
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            p.grad = torch.zeros_like(p)
+        optimizer.step()  # creates the moments, as a first step does
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            outputs = model(images())
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            loss = sum(loss_fn(out, torch.empty_like(out)) for out in outputs)
+        loss.backward()
+        del outputs, loss
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     return sum(saved.values()), alive.peak

@@ -11,6 +11,7 @@ is never replaced.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,19 @@ def read_machine(gpus: int | None, gpu_memory_gb: float | None) -> Machine:
     return Machine(count, memory if count else 0.0, cpus, source if count else "no GPU found")
 
 
+@functools.cache
+def largest_line(num_landmarks: int):
+    """The memory line (``trainables.memory_estimate.fit``) of the largest backbone at the
+    largest size under AMP. It depends on the landmark count alone and takes seconds (three
+    counted steps), so a process counts it once."""
+    from trainables.config import TrainConfig
+    from trainables.memory_estimate import fit
+
+    largest = TrainConfig(data_dir="", model="hrnet", backbone=GPU_BACKBONES[-1],
+                          loss="adaptive_wing", image_size=GPU_SIZES[-1])  # fmt: skip
+    return fit(largest, num_landmarks, half=True)
+
+
 def batch_limits(machine: Machine, num_landmarks: int) -> dict[int, int]:
     """Image size -> the largest batch (a multiple of 2, at most 32) a trial of the largest
     backbone fits on the smallest GPU, by ``trainables.memory_estimate`` under AMP; on CPU the
@@ -60,12 +74,9 @@ def batch_limits(machine: Machine, num_landmarks: int) -> dict[int, int]:
     left out; a GPU that fits no batch of 2 at the smallest size is refused."""
     if not machine.gpus:
         return dict.fromkeys(CPU_SIZES, CPU_BATCH)
-    from trainables.config import TrainConfig
-    from trainables.memory_estimate import fit, usable_gpu_bytes
+    from trainables.memory_estimate import usable_gpu_bytes
 
-    largest = TrainConfig(data_dir="", model="hrnet", backbone=GPU_BACKBONES[-1],
-                          loss="adaptive_wing", image_size=GPU_SIZES[-1])  # fmt: skip
-    line = fit(largest, num_landmarks, half=True)
+    line = largest_line(num_landmarks)
     budget = usable_gpu_bytes(machine.gpu_memory_gb)
     fits = {s: min(MAX_BATCH, line.largest_batch(budget, s * s, step=2)) for s in GPU_SIZES}
     first = GPU_SIZES[0]
