@@ -24,6 +24,9 @@ os.environ.update({"HF_HUB_OFFLINE": "1", "HF_HOME": HF_HOME})
 INDUCTOR_CACHE = tempfile.mkdtemp(prefix="cephtune-tests-inductor-")
 atexit.register(shutil.rmtree, INDUCTOR_CACHE, True)
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = INDUCTOR_CACHE
+# Its kernels compile in the compiling process, not a pool of workers each importing torch: the
+# suite keeps both cores busy already (84 CPU-s for test_compile's module instead of 93).
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
