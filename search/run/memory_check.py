@@ -21,7 +21,7 @@ from typing import Any
 
 from search.studyfiles.space_file import memory_configs
 from search.studyfiles.study import StudySpec
-from trainables.config import TrainConfig
+from trainables.config import DEFAULTS, TrainConfig
 from trainables.data.formats import load_split
 from trainables.errors import ConfigError
 from trainables.gpu_env import nvidia_gpus
@@ -58,19 +58,21 @@ def check(spec: StudySpec, gpu_share: float, data_root: Path) -> list[str]:
     for values in by_size:
         cfg = _config(values, spec)
         half = cfg.precision in HALF or (cfg.precision == "auto" and gpu_share > 0)
-        key = (cfg.model, cfg.backbone, half)
+        key = (cfg.model, cfg.backbone, cfg.heatmap_stride, cfg.hourglass_stacks, half)
         if key not in fits:
             fits[key] = fit(cfg, landmarks, half)
         line: MemoryFit = fits[key]
         pixels = _pixels(cfg)
         largest = line.largest_batch(room, pixels)
         what = f"{cfg.model} {cfg.backbone} at {values['image_size']} px"
+        finer = cfg.heatmap_stride != DEFAULTS["heatmap_stride"]
+        what += f", heatmap stride {cfg.heatmap_stride}" if finer else ""
         if largest < 1:
             need = line.peak(1, pixels) / GIB
             raise ConfigError(
                 f"{spec.space.path}: params.image_size: {what} needs about {need:.1f} GB for one "
                 f"sample (training-memory estimate), more than a trial has ({source}); drop "
-                "that size or backbone from the space"
+                f"that size or {'backbone or stride' if finer else 'backbone'} from the space"
             )
         if largest < cfg.batch_size:
             lines.append(

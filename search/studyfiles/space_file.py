@@ -183,14 +183,21 @@ KEYS_OF_WEIGHTS = ("backbone", "pretrained")  # the rules on model that decide t
 def memory_configs(space: Space) -> tuple[dict[str, Any], ...]:
     """The settings of each model, backbone and image size a trial can draw, with the largest
     batch it can draw with them and the space's fixed settings: what the memory check before a
-    start estimates. A searched setting besides these is at its trainable default."""
+    start estimates. The other searched settings a trial's memory grows with are at their
+    hungriest: the finest heatmap (``heatmap_stride``; 1 upsamples to the input) and, for the
+    hourglass, the most stacks; the rest at their trainable defaults."""
     backbone = next(r for r in KEY_RULES if r.key == "backbone")
     batch = next((p for p in space.params if p.name == "batch_size"), None)
+    stride = min(_values(space, "heatmap_stride") or (DEFAULTS["heatmap_stride"],))
+    stacks = int(space.largest("hourglass_stacks", DEFAULTS["hourglass_stacks"]))
     found = []
     for model in _values(space, "model"):
         for name in _reachable(space, backbone, model) or (DEFAULTS["backbone"],):
             for size in _values(space, "image_size") or (space.largest("image_size", 0),):
                 values = {"model": model, "backbone": name, "image_size": size}
+                values["heatmap_stride"] = stride
+                if model == "hourglass":
+                    values["hourglass_stacks"] = stacks
                 found.append(
                     {**space.fixed, **values, "batch_size": _largest(space, batch, values)}
                 )

@@ -55,6 +55,24 @@ def test_a_gpu_trial_is_checked_against_its_share_of_the_smallest_gpu(project, s
     assert "(the GPU's 1 GB)" in str(refused.value)
 
 
+def test_a_searched_heatmap_stride_is_checked_at_its_finest(project, study, monkeypatch):
+    """Stride 1 upsamples the heatmaps to the input: its trials are the space's largest."""
+    coarse, root = study
+    finest = SPACE.replace(
+        "params:\n", "params:\n  heatmap_stride: {type: categorical, choices: [4, 1]}\n"
+    )
+    spec = load_study(tiny_study(project / "fine", "fine", space=finest))
+    gpu(project, monkeypatch, 24 * 1024)
+
+    def fits(spec, what: str) -> int:
+        start = f"Memory: hrnet hrnet_w18_small at 512 px{what} fits a batch of "
+        (line,) = [line for line in check(spec, 0.1, root) if "512 px" in line]
+        assert line.startswith(start), line
+        return int(line[len(start) :].split()[0])
+
+    assert 0 < fits(spec, ", heatmap stride 1") < fits(coarse, "")
+
+
 def test_a_driver_without_the_gpus_says_it_did_not_check(project, study, monkeypatch):
     spec, root = study
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi
