@@ -22,7 +22,7 @@ num_samples: 2
 max_epochs: 1
 asha: {grace_period: 1, reduction_factor: 2}
 resources: {cpu: 1}
-max_concurrent_trials: 2
+max_concurrent_trials: 1
 """
 
 

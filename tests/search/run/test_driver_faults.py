@@ -94,7 +94,7 @@ def test_resume_after_a_relative_start_works_from_anywhere_but_refuses_a_changed
     its Ray experiment where the study file says, killed (SIGKILL: the driver and every Ray
     process it started), then resumed by name from the project folder and from another folder,
     to exact counts. The README's own kill and resume run in tests/test_readme.py."""
-    tiny_study(project / "studies", "relative", num_samples=3, max_epochs=3, grace=1, seed=2)
+    tiny_study(project / "studies", "relative", 3, max_epochs=3, grace=1, concurrent=2, seed=2)
     spec = project / "studies" / "relative.yaml"
     (project / "spaces").mkdir()
     (project / "studies" / "space.yaml").rename(project / "spaces" / "tiny.yaml")

@@ -88,7 +88,7 @@ def test_asha_rungs_compare_trials_after_their_warmup(project, ray_cluster):
 
 
 def test_random_search_without_early_stopping_runs_every_trial_to_max_epochs(project, ray_cluster):
-    study_file = study_files(project, "baseline", num_samples=3, max_epochs=2, concurrent=2)
+    study_file = study_files(project, "baseline", num_samples=3, max_epochs=2)
     lines = [line for line in study_file.read_text().splitlines() if not line.startswith("asha")]
     study_file.write_text("\n".join([*lines, "sampler: random", "asha: false", ""]))
     assert main(["start", str(study_file)]) == 0
