@@ -70,10 +70,12 @@ def wait_for(what: str, check: Callable[[], object], driver, timeout: float = 30
     pytest.fail(f"no {what} in {timeout} s")
 
 
-def running_on(study: optuna.Study, ip: str, epochs: int):
-    """A trial running on node ``ip`` that reported at least ``epochs`` epochs, or None."""
+def running_on(study: optuna.Study, ip: str, epochs: int, at_most: int = EPOCHS):
+    """A trial running on node ``ip`` that reported at least ``epochs`` epochs and at most
+    ``at_most``, or None."""
     for trial in study.get_trials(states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(NODE_IP) == ip and len(trial.intermediate_values) >= epochs:
+        reported = len(trial.intermediate_values)
+        if trial.user_attrs.get(NODE_IP) == ip and epochs <= reported <= at_most:
             return trial
     return None
 
@@ -110,9 +112,13 @@ def test_the_worker_host_and_then_the_driver_host_die_and_the_study_finishes_els
     study = watch(url, name, driver)
 
     # A second driver on the other host, same storage, same study: refused by the lock in
-    # PostgreSQL (the file lock is in h2's own project folder). --fresh would delete it.
+    # PostgreSQL (the file lock is in h2's own project folder). --fresh would delete it. The
+    # resume runs from another folder of h2's (a resume works from anywhere): from the same
+    # one, the two would race for that folder's file lock, and the loser would be refused by
+    # the winner instead (seen once on a loaded machine: "already being run by pid N").
     argvs = (["start", spec, "--fresh"], ["resume", name, "--storage", url])
-    seconds = [h2.popen(search_py(*argv, "--address", ray_hosts), log=f"second-{i}", env=env)
+    seconds = [h2.popen(search_py(*argv, "--address", ray_hosts), log=f"second-{i}", env=env,
+                        cwd=(h2.project, h2.home)[i])
                for i, argv in enumerate(argvs)]  # fmt: skip
     for i, second in enumerate(seconds):
         assert second.wait(timeout=120) == 2
@@ -121,8 +127,10 @@ def test_the_worker_host_and_then_the_driver_host_die_and_the_study_finishes_els
         assert f"study {name!r} is already being run by cephtune driver pid" in lines[0]
         assert f"on {h1.hostname}" in lines[0]
 
-    on_h2 = wait_for("a trial 2 epochs into its run on h2", lambda: running_on(study, h2.ip, 2),
-                     driver)  # fmt: skip
+    # Early in its run, so that on h1 it has epochs left to be seen running (caught at epoch 11
+    # of 12 it can finish on h1 between two looks).
+    on_h2 = wait_for("a trial 2 to 6 epochs into its run on h2",
+                     lambda: running_on(study, h2.ip, 2, at_most=EPOCHS // 2), driver)  # fmt: skip
     assert on_h2.user_attrs[HOSTNAME] == h2.hostname
     h2.kill_all()  # the worker host crashes mid-trial
     epochs_on_h2 = len(study.trials[on_h2.number].intermediate_values)
